@@ -1,0 +1,42 @@
+//! `dgating`: the command-line front end. Parses arguments into validated library configs,
+//! calls one library entry point per subcommand and turns errors into messages and exit
+//! codes. No numeric code lives here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+
+/// Structured sparsity by D-Gating: train, prune and export smaller dense models.
+#[derive(Debug, Parser)]
+#[command(name = "dgating", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Support recovery on a built-in synthetic group-sparse regression, D in {2, 3, 4}.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&*err);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
