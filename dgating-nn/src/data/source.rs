@@ -1,0 +1,137 @@
+//! [`load`]: one string that names a data set, as typed after `--data` on the command line.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{BUILTIN, Dataset, builtin, load_csv, load_idx};
+use crate::error::{Error, Result};
+
+/// Loads `spec`, which is one of:
+///
+/// * a built-in name ([`BUILTIN`]; `target` is ignored: their targets are fixed);
+/// * a path ending in `.csv`, whose column `target` holds the targets (required: a
+///   [`Error::Config`] says `--target` is missing otherwise);
+/// * a directory with an IDX images file named like `*images*idx3*` and a labels file like
+///   `*labels*idx1*`, raw or gzipped. `train-*` files are preferred (the MNIST and Debian
+///   Fashion-MNIST layout `train-images-idx3-ubyte.gz`), then the first name in sorted order.
+///
+/// A path that does not exist is an [`Error::Data`] naming it and the accepted forms.
+pub fn load(spec: &str, target: Option<&str>) -> Result<Dataset> {
+    if BUILTIN.contains(&spec) {
+        return builtin(spec);
+    }
+    let path = Path::new(spec);
+    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        let target = target.ok_or_else(|| {
+            Error::Config(format!("`--target` is required for the CSV file {spec}: name its target column"))
+        })?;
+        return load_csv(path, target);
+    }
+    if path.is_dir() {
+        let (images, labels) = find_idx_pair(path)?;
+        let mut data = load_idx(&images, &labels)?;
+        data.name = spec.to_string();
+        return Ok(data);
+    }
+    let what = if path.exists() { "is not a .csv file or a directory" } else { "does not exist" };
+    Err(Error::data(
+        spec,
+        format!(
+            "{what}: expected a built-in data set ({}), a .csv file or a directory of IDX files",
+            BUILTIN.join(", ")
+        ),
+    ))
+}
+
+/// The IDX images and labels files of `dir`.
+fn find_idx_pair(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.path().is_file() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    let pick = |kind: &str, idx: &str| {
+        let lower = |n: &String| n.to_ascii_lowercase();
+        let matching: Vec<&String> =
+            names.iter().filter(|n| lower(n).contains(kind) && lower(n).contains(idx)).collect();
+        matching.iter().find(|n| lower(n).starts_with("train-")).or(matching.first()).map(|n| dir.join(n.as_str()))
+    };
+    match (pick("images", "idx3"), pick("labels", "idx1")) {
+        (Some(images), Some(labels)) => Ok((images, labels)),
+        _ => Err(Error::data(
+            dir.display().to_string(),
+            "no IDX data: expected files named like `*images*idx3*` and `*labels*idx1*` \
+             (e.g. train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raw IDX files of `n` 1x2 images whose pixels and labels are all `value`.
+    fn write_idx(dir: &Path, images: &str, labels: &str, n: u8, value: u8) {
+        let mut img = vec![0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 1, 0, 0, 0, 2];
+        img.extend(std::iter::repeat_n(value, 2 * usize::from(n)));
+        let mut lab = vec![0, 0, 8, 1, 0, 0, 0, n];
+        lab.extend(std::iter::repeat_n(value, usize::from(n)));
+        fs::write(dir.join(images), img).unwrap();
+        fs::write(dir.join(labels), lab).unwrap();
+    }
+
+    #[test]
+    fn builtin_names_load_without_files() {
+        assert_eq!(load("wine", None).unwrap().len(), 178);
+        assert_eq!(load("synthetic", Some("ignored")).unwrap().len(), 600);
+    }
+
+    #[test]
+    fn csv_paths_need_a_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.CSV");
+        fs::write(&path, "a,label\n1,0\n2,1\n").unwrap();
+        let spec = path.to_str().unwrap();
+        assert_eq!(load(spec, Some("label")).unwrap().len(), 2);
+        match load(spec, None) {
+            Err(Error::Config(m)) => assert!(m.contains("--target") && m.contains(spec), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn idx_directories_prefer_train_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_idx(dir.path(), "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 2, 1);
+        write_idx(dir.path(), "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 3, 2);
+        let spec = dir.path().to_str().unwrap();
+        let d = load(spec, None).unwrap();
+        assert_eq!((d.len(), d.num_features, d.name.as_str()), (3, 2, spec));
+
+        let plain = tempfile::tempdir().unwrap();
+        write_idx(plain.path(), "images-idx3-ubyte", "labels-idx1-ubyte", 2, 1);
+        assert_eq!(load(plain.path().to_str().unwrap(), None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn missing_paths_and_empty_directories_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        match load(missing.to_str().unwrap(), None) {
+            Err(Error::Data { source_name, message }) => {
+                assert_eq!(source_name, missing.to_str().unwrap());
+                assert!(message.contains("does not exist") && message.contains("wine"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(load("wnie", None), Err(Error::Data { .. })));
+        let m = load(dir.path().to_str().unwrap(), None).unwrap_err().to_string();
+        assert!(m.contains("idx3"), "{m}");
+        let csv_missing = dir.path().join("x.csv");
+        assert!(matches!(load(csv_missing.to_str().unwrap(), Some("y")), Err(Error::Io { .. })));
+    }
+}

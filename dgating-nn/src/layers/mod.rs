@@ -1,0 +1,5 @@
+//! Layers: thin wrappers around a dense kernel and, when gated, a gate set.
+
+pub mod linear;
+
+pub use linear::{GateSite, GatedLinear};

@@ -1,0 +1,198 @@
+//! [`Optimizer`]: SGD with momentum and AdamW, with per-parameter weight decay taken from the
+//! parameter registry.
+//!
+//! # How weight decay enters (and what it means for D-Gating)
+//!
+//! Gate factors (`ω`, `γ`) get `wd = 2λ/D` ([`dgating_core::GateConfig::weight_decay`]),
+//! ungated tensors their own `wd` (default 0).
+//!
+//! * **SGD** (the reference): *coupled* L2, `g ← g + wd·θ`, then `v ← μ v + g`,
+//!   `θ ← θ − η v` (PyTorch's convention). This is gradient descent on the gated objective
+//!   (SPEC.md eq. G), so every equivalence holds: its stationary points are those of the
+//!   penalized problem, and with `μ = 0` the imbalance obeys `Δ⁺ = (1 − 2ηλ/D)²Δ + O(η²)`.
+//!   With momentum the fixed points are the same; the imbalance decays but not by that
+//!   exact factor per step.
+//! * **AdamW**: *decoupled* decay, `θ ← θ (1 − η·wd)` then the Adam step on the loss
+//!   gradient alone. The decay is no longer preconditioned together with the loss, so AdamW
+//!   does not minimize eq. G: its fixed points are not those of the `λ Σ||w_j||^(2/D)`
+//!   problem and the imbalance law does not hold. Groups still shrink towards 0 where the
+//!   loss does not hold them up, which is why it is offered for transformers; use SGD when
+//!   the equivalence matters.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::params::ParamStore;
+
+/// Which update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// SGD with (heavy-ball) momentum `μ ∈ [0, 1)` and coupled L2 weight decay.
+    Sgd {
+        /// `μ`.
+        momentum: f64,
+    },
+    /// Adam with decoupled weight decay.
+    AdamW {
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+        /// Denominator epsilon.
+        eps: f64,
+    },
+}
+
+impl OptimizerKind {
+    /// AdamW with the usual `(0.9, 0.999, 1e-8)`.
+    pub fn adamw() -> Self {
+        Self::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+
+    fn check(&self) -> Result<()> {
+        let ok = match *self {
+            Self::Sgd { momentum } => (0.0..1.0).contains(&momentum),
+            Self::AdamW { beta1, beta2, eps } => {
+                (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0 && eps.is_finite()
+            }
+        };
+        if ok { Ok(()) } else { Err(Error::Config(format!("invalid optimizer settings {self:?}"))) }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    var: Var,
+    weight_decay: f64,
+    first: Option<Tensor>,
+    second: Option<Tensor>,
+}
+
+/// An optimizer over every variable of a [`ParamStore`].
+#[derive(Debug)]
+pub struct Optimizer {
+    kind: OptimizerKind,
+    slots: Vec<Slot>,
+    steps: usize,
+}
+
+impl Optimizer {
+    /// `gate_weight_decay` applies to gate factors (use `GateConfig::weight_decay`, or 0 for
+    /// modes without gates), `ungated_weight_decay` to the rest. Both must be finite, `>= 0`.
+    pub fn new(
+        kind: OptimizerKind,
+        params: &ParamStore,
+        gate_weight_decay: f64,
+        ungated_weight_decay: f64,
+    ) -> Result<Self> {
+        kind.check()?;
+        for wd in [gate_weight_decay, ungated_weight_decay] {
+            if !wd.is_finite() || wd < 0.0 {
+                return Err(Error::Config(format!("weight decay must be finite and >= 0, got {wd}")));
+            }
+        }
+        let slots = params
+            .iter()
+            .map(|p| Slot {
+                name: p.name.clone(),
+                var: p.var.clone(),
+                weight_decay: if p.role.is_gate_factor() { gate_weight_decay } else { ungated_weight_decay },
+                first: None,
+                second: None,
+            })
+            .collect();
+        Ok(Self { kind, slots, steps: 0 })
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Applies one update with learning rate `lr`. Variables without a gradient are left
+    /// untouched (no decay either).
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.steps += 1;
+        let t = self.steps as i32;
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+            let theta = slot.var.as_tensor();
+            match self.kind {
+                OptimizerKind::Sgd { momentum } => {
+                    let g = if slot.weight_decay > 0.0 { (g + (theta * slot.weight_decay)?)? } else { g.clone() };
+                    let v = match (&slot.first, momentum > 0.0) {
+                        (Some(v), true) => ((v * momentum)? + g)?,
+                        _ => g,
+                    };
+                    slot.var.set(&(theta - (&v * lr)?)?)?;
+                    if momentum > 0.0 {
+                        slot.first = Some(v);
+                    }
+                }
+                OptimizerKind::AdamW { beta1, beta2, eps } => {
+                    let m = match &slot.first {
+                        Some(m) => ((m * beta1)? + (g * (1.0 - beta1))?)?,
+                        None => (g * (1.0 - beta1))?,
+                    };
+                    let v = match &slot.second {
+                        Some(v) => ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?,
+                        None => (g.sqr()? * (1.0 - beta2))?,
+                    };
+                    let m_hat = (&m / (1.0 - beta1.powi(t)))?;
+                    let v_hat = (&v / (1.0 - beta2.powi(t)))?;
+                    let update = m_hat.div(&(v_hat.sqrt()? + eps)?)?;
+                    let decayed = (theta * (1.0 - lr * slot.weight_decay))?;
+                    slot.var.set(&(decayed - (update * lr)?)?)?;
+                    slot.first = Some(m);
+                    slot.second = Some(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The optimizer state as named tensors (`{param}.m`, `{param}.v`) for checkpoints.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        for s in &self.slots {
+            if let Some(m) = &s.first {
+                out.push((format!("{}.m", s.name), m.clone()));
+            }
+            if let Some(v) = &s.second {
+                out.push((format!("{}.v", s.name), v.clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores state written by [`Optimizer::state_tensors`] after `steps` steps; every
+    /// tensor must match its parameter's shape, and unknown names are errors.
+    pub fn load_state(&mut self, mut tensors: HashMap<String, Tensor>, steps: usize) -> Result<()> {
+        for s in &mut self.slots {
+            for (suffix, dst) in [("m", &mut s.first), ("v", &mut s.second)] {
+                if let Some(t) = tensors.remove(&format!("{}.{suffix}", s.name)) {
+                    if t.dims() != s.var.dims() {
+                        return Err(Error::Config(format!(
+                            "optimizer state `{}.{suffix}` has shape {:?}, parameter has {:?}",
+                            s.name,
+                            t.dims(),
+                            s.var.dims()
+                        )));
+                    }
+                    *dst = Some(t.to_dtype(s.var.dtype())?);
+                }
+            }
+        }
+        if let Some(name) = tensors.keys().next() {
+            return Err(Error::Config(format!("unknown optimizer state tensor `{name}`")));
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}

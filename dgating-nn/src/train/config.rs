@@ -1,0 +1,123 @@
+//! [`TrainConfig`] and [`Mode`]: what to train and how, validated once.
+
+use dgating_core::{GateConfig, Threshold};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optim::{OptimizerKind, Schedule};
+
+/// How the group structure is trained (SPEC.md §2, §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No penalty: the dense reference.
+    Dense,
+    /// D-Gating: groups factorized as `ω·Πγ`, weight decay `2λ/D` on the factors.
+    Dgating,
+    /// Autograd on `λ Σ_j (||w_j||² + ε²)^(1/D)` (the direct (sub)gradient baseline).
+    Direct,
+    /// An unpenalized optimizer step, then the group prox with `t = lr·λ`.
+    Prox,
+    /// Train dense, remove the smallest-norm groups to a target sparsity, fine-tune.
+    Magnitude,
+}
+
+/// Names accepted by [`Mode::parse`].
+pub const MODES: &[&str] = &["dense", "dgating", "direct", "prox", "magnitude"];
+
+impl Mode {
+    /// Parses a CLI name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "dense" => Self::Dense,
+            "dgating" => Self::Dgating,
+            "direct" => Self::Direct,
+            "prox" => Self::Prox,
+            "magnitude" => Self::Magnitude,
+            _ => return Err(Error::UnknownName { kind: "mode", name: name.into(), known: MODES.join(", ") }),
+        })
+    }
+}
+
+/// Everything about one training run except the model and the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Training mode.
+    pub mode: Mode,
+    /// `D` and `λ` (`λ` is unused by `dense` and `magnitude`).
+    pub gate: GateConfig,
+    /// Epochs (for `magnitude`: the dense phase).
+    pub epochs: usize,
+    /// Mini-batch size (a value `>= n` gives full-batch gradient descent).
+    pub batch_size: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Update rule.
+    pub optimizer: OptimizerKind,
+    /// Learning-rate schedule over all steps.
+    pub schedule: Schedule,
+    /// Weight decay of ungated tensors (coupled for SGD, decoupled for AdamW).
+    pub ungated_weight_decay: f64,
+    /// Read-out of active groups in the metrics.
+    pub threshold: Threshold,
+    /// `ε` of the `direct` mode's smoothed norm.
+    pub direct_epsilon: f64,
+    /// `magnitude`: fraction of groups to remove, in `[0, 1)`.
+    pub target_sparsity: f64,
+    /// `magnitude`: fine-tuning epochs after pruning.
+    pub finetune_epochs: usize,
+    /// Seed of initialization and batch order.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Sensible defaults for `mode`: SGD with momentum 0.9, lr 0.05, cosine schedule with
+    /// 100 warm-up steps, batch 128, 20 epochs, threshold `1e-3` absolute
+    /// and `1e-3` relative.
+    pub fn new(mode: Mode, gate: GateConfig) -> Self {
+        Self {
+            mode,
+            gate,
+            epochs: 20,
+            batch_size: 128,
+            lr: 0.05,
+            optimizer: OptimizerKind::Sgd { momentum: 0.9 },
+            schedule: Schedule::Cosine { warmup: 100 },
+            ungated_weight_decay: 0.0,
+            threshold: Threshold::new(1e-3, 1e-3).expect("constant threshold is valid"),
+            direct_epsilon: 1e-6,
+            target_sparsity: 0.5,
+            finetune_epochs: 5,
+            seed: 0,
+        }
+    }
+
+    /// Rejects values no run can use.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be >= 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be >= 1".into());
+        }
+        if !self.lr.is_finite() || self.lr <= 0.0 {
+            return bad(format!("learning rate must be finite and > 0, got {}", self.lr));
+        }
+        if !self.ungated_weight_decay.is_finite() || self.ungated_weight_decay < 0.0 {
+            return bad(format!("weight decay must be finite and >= 0, got {}", self.ungated_weight_decay));
+        }
+        if !self.direct_epsilon.is_finite() || self.direct_epsilon < 0.0 {
+            return bad(format!("direct epsilon must be finite and >= 0, got {}", self.direct_epsilon));
+        }
+        if !(0.0..1.0).contains(&self.target_sparsity) {
+            return bad(format!("target sparsity must be in [0, 1), got {}", self.target_sparsity));
+        }
+        Ok(())
+    }
+
+    /// Total epochs including magnitude fine-tuning.
+    pub fn total_epochs(&self) -> usize {
+        self.epochs + if self.mode == Mode::Magnitude { self.finetune_epochs } else { 0 }
+    }
+}

@@ -1,0 +1,337 @@
+//! [`Trainer`]: the one training loop behind every mode.
+
+use candle_core::{DType, Device, Tensor};
+use dgating_core::{Threshold, prox_norm};
+
+use crate::data::{Dataset, Targets, batch_indices};
+use crate::error::{Error, Result};
+use crate::layers::{GateSite, GatedLinear};
+use crate::loss::{correct, cross_entropy, half_mse, one_hot};
+use crate::model::Model;
+use crate::optim::Optimizer;
+use crate::tensor_util::{from_f64, to_f64_vec};
+use crate::train::config::{Mode, TrainConfig};
+use crate::train::metrics::{EpochMetrics, effective_buffers, group_stats};
+
+/// A data set as tensors on the training device.
+#[derive(Debug, Clone)]
+pub struct TensorData {
+    x: Tensor,
+    labels: Option<(Vec<u32>, usize)>,
+    values: Option<Tensor>,
+}
+
+impl TensorData {
+    /// Moves a [`Dataset`] to `device` in `dtype`.
+    pub fn new(data: &Dataset, dtype: DType, device: &Device) -> Result<Self> {
+        let x = Tensor::from_slice(&data.features, (data.len(), data.num_features), device)?.to_dtype(dtype)?;
+        Ok(match &data.targets {
+            Targets::Classes { labels, num_classes } => {
+                Self { x, labels: Some((labels.clone(), *num_classes)), values: None }
+            }
+            Targets::Values(v) => {
+                Self { x, labels: None, values: Some(Tensor::from_slice(v, v.len(), device)?.to_dtype(dtype)?) }
+            }
+        })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The loss (and correct count for classification) of `out` on rows `idx`.
+    fn loss(&self, out: &Tensor, idx: &[usize]) -> Result<(Tensor, Option<usize>)> {
+        if let Some((labels, classes)) = &self.labels {
+            let ys: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
+            if out.dim(1)? != *classes {
+                return Err(Error::Config(format!("model has {} outputs, data has {classes} classes", out.dim(1)?)));
+            }
+            let oh = one_hot(&ys, *classes, out.dtype(), out.device())?;
+            Ok((cross_entropy(out, &oh)?, Some(correct(out, &ys)?)))
+        } else if let Some(v) = &self.values {
+            let ids = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), v.device())?;
+            Ok((half_mse(out, &v.index_select(&ids, 0)?)?, None))
+        } else {
+            Err(Error::Config("data set has no targets".into()))
+        }
+    }
+
+    fn rows(&self, idx: &[usize]) -> Result<Tensor> {
+        let ids = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), self.x.device())?;
+        Ok(self.x.index_select(&ids, 0)?)
+    }
+}
+
+/// Where training is, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based step within the epoch.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Loss of this step.
+    pub loss: f64,
+}
+
+/// Runs epochs of one mode over a model's parameters.
+#[derive(Debug)]
+pub struct Trainer<'m, M: Model> {
+    model: &'m M,
+    config: TrainConfig,
+    optimizer: Optimizer,
+    masks: Option<Vec<Vec<bool>>>,
+    epochs_done: usize,
+}
+
+impl<'m, M: Model> Trainer<'m, M> {
+    /// A trainer at epoch 0. The model must be gated iff the mode is `dgating`.
+    pub fn new(model: &'m M, config: TrainConfig) -> Result<Self> {
+        config.check()?;
+        let layers = model.group_layers();
+        let gated = layers.iter().any(|l| l.depth().is_some());
+        if (config.mode == Mode::Dgating) != gated {
+            return Err(Error::Config(format!(
+                "mode {:?} needs a {} model",
+                config.mode,
+                if gated { "plain" } else { "gated" }
+            )));
+        }
+        if config.mode != Mode::Dense && layers.is_empty() {
+            return Err(Error::Config(format!("mode {:?} needs a model with group layers", config.mode)));
+        }
+        let gate_wd = if config.mode == Mode::Dgating { config.gate.weight_decay() } else { 0.0 };
+        let optimizer = Optimizer::new(config.optimizer, &model.params()?, gate_wd, config.ungated_weight_decay)?;
+        Ok(Self { model, config, optimizer, masks: None, epochs_done: 0 })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Epochs completed.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// The optimizer (for checkpoints).
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// The magnitude-pruning masks once pruning happened.
+    pub fn masks(&self) -> Option<&Vec<Vec<bool>>> {
+        self.masks.as_ref()
+    }
+
+    /// Restores the position of a checkpoint.
+    pub fn restore(&mut self, epochs_done: usize, optimizer: Optimizer, masks: Option<Vec<Vec<bool>>>) {
+        self.epochs_done = epochs_done;
+        self.optimizer = optimizer;
+        self.masks = masks;
+    }
+
+    /// Whether all epochs are done.
+    pub fn finished(&self) -> bool {
+        self.epochs_done >= self.config.total_epochs()
+    }
+
+    /// Trains one epoch and evaluates on `val`.
+    pub fn run_epoch(
+        &mut self,
+        train: &TensorData,
+        val: &TensorData,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<EpochMetrics> {
+        let (train_loss, lr) = self.train_epoch(train, progress)?;
+        self.evaluate(self.epochs_done, train_loss, val, lr)
+    }
+
+    /// Trains one epoch without evaluating; returns the mean training loss and the last
+    /// learning rate.
+    pub fn train_epoch(&mut self, train: &TensorData, progress: &mut dyn FnMut(Progress)) -> Result<(f64, f64)> {
+        let epoch = self.epochs_done + 1;
+        let cfg = &self.config;
+        if cfg.mode == Mode::Magnitude && epoch == cfg.epochs + 1 && self.masks.is_none() {
+            self.masks = Some(self.magnitude_masks()?);
+            self.apply_masks()?;
+        }
+        let batches = batch_indices(train.len(), cfg.batch_size, Some(cfg.seed.wrapping_add(epoch as u64)));
+        let total_steps = cfg.total_epochs() * batches.len();
+        let mut loss_sum = 0.0;
+        let mut lr = cfg.lr;
+        for (s, idx) in batches.iter().enumerate() {
+            let step = self.optimizer.steps();
+            lr = cfg.schedule.rate(cfg.lr, step, total_steps);
+            let out = self.model.forward(&train.rows(idx)?)?;
+            let (data_loss, _) = train.loss(&out, idx)?;
+            let loss = match cfg.mode {
+                Mode::Direct => (&data_loss + self.direct_penalty()?)?,
+                _ => data_loss.clone(),
+            };
+            let value = data_loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let total = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !value.is_finite() || !total.is_finite() {
+                return Err(Error::NonFinite { what: "loss".into(), epoch, step: s + 1 });
+            }
+            let grads = loss.backward()?;
+            self.optimizer.step(&grads, lr)?;
+            match cfg.mode {
+                Mode::Prox => self.apply_prox(lr)?,
+                Mode::Magnitude if self.masks.is_some() => self.apply_masks()?,
+                _ => {}
+            }
+            loss_sum += value;
+            progress(Progress { epoch, step: s + 1, steps_per_epoch: batches.len(), loss: value });
+        }
+        self.check_params_finite(epoch, batches.len())?;
+        self.epochs_done = epoch;
+        Ok((loss_sum / batches.len() as f64, lr))
+    }
+
+    fn check_params_finite(&self, epoch: usize, step: usize) -> Result<()> {
+        for p in self.model.params()?.iter() {
+            let bad = p.var.as_tensor().to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            if !bad.is_finite() {
+                return Err(Error::NonFinite { what: format!("parameter `{}`", p.name), epoch, step });
+            }
+        }
+        Ok(())
+    }
+
+    /// `λ Σ_j (||w_j||² + ε²)^(1/D)` over all group layers, as a differentiable tensor.
+    fn direct_penalty(&self) -> Result<Tensor> {
+        let cfg = &self.config;
+        let eps2 = cfg.direct_epsilon * cfg.direct_epsilon;
+        let mut total: Option<Tensor> = None;
+        for layer in self.model.group_layers() {
+            let (w, b) = layer.effective()?;
+            let sq = match layer.site() {
+                GateSite::Inputs => w.sqr()?.sum(0)?,
+                _ => {
+                    let rows = w.sqr()?.sum(1)?;
+                    match b {
+                        Some(b) => (rows + b.sqr()?)?,
+                        None => rows,
+                    }
+                }
+            };
+            let term = (sq + eps2)?.powf(1.0 / cfg.gate.depth() as f64)?.sum_all()?;
+            total = Some(match total {
+                Some(t) => (t + term)?,
+                None => term,
+            });
+        }
+        let total = total.ok_or_else(|| Error::Config("direct mode needs group layers".into()))?;
+        Ok((total * cfg.gate.lambda())?)
+    }
+
+    /// Multiplies every group of a plain layer by `scales[j]` (prox shrinkage, masks).
+    fn scale_layer_groups(layer: &GatedLinear, scales: &[f64]) -> Result<()> {
+        let (layout, bufs) = effective_buffers(layer)?;
+        let scaled = layout.scale_groups(&dgating_core::as_slices(&bufs), scales)?;
+        let w = layer.weight_var();
+        w.set(&from_f64(scaled[0].clone(), w.dims(), w.dtype(), w.device())?)?;
+        if let (Some(b), Some(buf)) = (layer.bias_var(), scaled.get(1)) {
+            b.set(&from_f64(buf.clone(), b.dims(), b.dtype(), b.device())?)?;
+        }
+        Ok(())
+    }
+
+    fn apply_prox(&self, lr: f64) -> Result<()> {
+        let t = lr * self.config.gate.lambda();
+        for layer in self.model.group_layers() {
+            let (layout, bufs) = effective_buffers(layer)?;
+            let norms = layout.group_norms(&dgating_core::as_slices(&bufs))?;
+            let scales = norms
+                .iter()
+                .map(|&rho| Ok(if rho > 0.0 { prox_norm(rho, t, self.config.gate.depth())? / rho } else { 0.0 }))
+                .collect::<Result<Vec<f64>>>()?;
+            Self::scale_layer_groups(layer, &scales)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the largest `(1 − target_sparsity)` fraction of groups of each layer.
+    fn magnitude_masks(&self) -> Result<Vec<Vec<bool>>> {
+        self.model
+            .group_layers()
+            .iter()
+            .map(|layer| {
+                let (layout, bufs) = effective_buffers(layer)?;
+                let norms = layout.group_norms(&dgating_core::as_slices(&bufs))?;
+                let remove = ((norms.len() as f64) * self.config.target_sparsity).floor() as usize;
+                let remove = remove.min(norms.len() - 1);
+                let mut order: Vec<usize> = (0..norms.len()).collect();
+                order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]).then(a.cmp(&b)));
+                let mut mask = vec![true; norms.len()];
+                for &j in &order[..remove] {
+                    mask[j] = false;
+                }
+                Ok(mask)
+            })
+            .collect()
+    }
+
+    fn apply_masks(&self) -> Result<()> {
+        if let Some(masks) = &self.masks {
+            for (layer, mask) in self.model.group_layers().into_iter().zip(masks) {
+                let scales: Vec<f64> = mask.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+                Self::scale_layer_groups(layer, &scales)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validation loss/accuracy and group statistics.
+    pub fn evaluate(&self, epoch: usize, train_loss: f64, val: &TensorData, lr: f64) -> Result<EpochMetrics> {
+        let (val_loss, accuracy) = evaluate(self.model, val)?;
+        let layers = self.model.group_layers();
+        let threshold: Threshold = self.config.threshold;
+        let stats = group_stats(&layers, &threshold, self.config.gate.depth())?;
+        let active_per_layer: Vec<usize> = stats.masks.iter().map(|m| m.iter().filter(|&&k| k).count()).collect();
+        Ok(EpochMetrics {
+            epoch,
+            steps: self.optimizer.steps(),
+            train_loss,
+            val_accuracy: accuracy,
+            val_loss,
+            active_groups: active_per_layer.iter().sum(),
+            total_groups: stats.masks.iter().map(Vec::len).sum(),
+            active_per_layer,
+            max_imbalance: stats.imbalance.map(|i| i.0),
+            mean_imbalance: stats.imbalance.map(|i| i.1),
+            factor_penalty: stats.factor_penalty,
+            group_penalty: stats.group_penalty,
+            lr,
+        })
+    }
+}
+
+/// Mean loss and (for classification) accuracy of `model` on `data`, in chunks of 1024 rows.
+pub fn evaluate<M: Model>(model: &M, data: &TensorData) -> Result<(f64, Option<f64>)> {
+    let n = data.len();
+    if n == 0 {
+        return Err(Error::Config("evaluation set is empty".into()));
+    }
+    let (mut loss, mut correct_total, mut classified) = (0.0, 0usize, false);
+    for start in (0..n).step_by(1024) {
+        let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
+        let out = model.forward(&data.rows(&idx)?)?;
+        let (l, c) = data.loss(&out, &idx)?;
+        loss += to_f64_vec(&l)?[0] * idx.len() as f64;
+        if let Some(c) = c {
+            correct_total += c;
+            classified = true;
+        }
+    }
+    Ok((loss / n as f64, classified.then(|| correct_total as f64 / n as f64)))
+}
