@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod train;
+
+// mimalloc: candle allocates per op; glibc returns large buffers to the kernel and page-faults
+// them back every step (CANDLE-NOTES.md). Libraries leave the allocator to their users.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Structured sparsity by D-Gating: train, prune and export smaller dense models.
 #[derive(Debug, Parser)]
@@ -20,12 +26,15 @@ struct Cli {
 enum Command {
     /// Support recovery on a built-in synthetic group-sparse regression, D in {2, 3, 4}.
     Demo(demo::DemoArgs),
+    /// Train a model (dense, D-Gating or a baseline) into a run directory.
+    Train(Box<train::TrainArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@
 //! written before training, so a run that stops on a NaN always leaves a good checkpoint.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
@@ -120,14 +121,16 @@ fn build_model(cfg: &RunConfig) -> Result<Mlp> {
     Mlp::new(cfg.model.clone(), depth, cfg.train.seed, DType::F32, &Device::Cpu)
 }
 
-/// Trains `model_name` on `data` into the new directory `out`.
+/// Trains `model_name` on `data` into the new directory `out`. `on_epoch` sees each epoch's
+/// metrics after its checkpoint is written; `ControlFlow::Break` stops the run there (it can
+/// be resumed).
 pub fn train(
     model_name: &str,
     train_cfg: TrainConfig,
     data: DataSpec,
     out: &Path,
     progress: &mut dyn FnMut(Progress),
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
     train_cfg.check()?;
     let (train_set, val_set, standardizer) = data.prepare(train_cfg.seed)?;
@@ -158,7 +161,7 @@ pub fn train(
 pub fn resume(
     dir: &Path,
     progress: &mut dyn FnMut(Progress),
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
     let cfg = read_config(dir)?;
     let (train_set, val_set, _) = cfg.data.prepare(cfg.train.seed)?;
@@ -187,18 +190,21 @@ fn continue_run(
     train_set: &Dataset,
     val_set: &Dataset,
     progress: &mut dyn FnMut(Progress),
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
     let train_t = TensorData::new(train_set, DType::F32, &Device::Cpu)?;
     let val_t = TensorData::new(val_set, DType::F32, &Device::Cpu)?;
     while !trainer.finished() {
         let m = trainer.run_epoch(&train_t, &val_t, progress)?;
-        on_epoch(&m);
+        let flow = on_epoch(&m);
         state.metrics.push(m);
         state.epochs_done = trainer.epochs_done();
         state.steps = trainer.optimizer().steps();
         state.masks = trainer.masks().cloned();
         save_checkpoint(dir, model, &trainer, &state)?;
+        if flow.is_break() {
+            break;
+        }
     }
     Ok(RunSummary { dir: dir.into(), metrics: state.metrics })
 }
