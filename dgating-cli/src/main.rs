@@ -9,11 +9,6 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod train;
 
-// mimalloc: candle allocates per op; glibc returns large buffers to the kernel and page-faults
-// them back every step (CANDLE-NOTES.md). Libraries leave the allocator to their users.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Structured sparsity by D-Gating: train, prune and export smaller dense models.
 #[derive(Debug, Parser)]
 #[command(name = "dgating", version, about)]
@@ -31,6 +26,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Keep candle's per-op buffers in the heap instead of mmap/munmap per op (allocator.rs).
+    dgating_nn::allocator::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),

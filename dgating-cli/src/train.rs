@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dgating_core::{GateConfig, Threshold};
+use dgating_nn::GateInit;
 use dgating_nn::optim::{OptimizerKind, Schedule};
 use dgating_nn::train::{self, DataSpec, EpochMetrics, Mode, Progress, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,6 +61,9 @@ pub struct TrainArgs {
     /// magnitude: fine-tuning epochs.
     #[arg(long, default_value_t = 5)]
     finetune_epochs: usize,
+    /// Gate initialization: ones (omega = W, gates 1) or balanced (|gamma| = ||omega_j||).
+    #[arg(long, default_value = "ones")]
+    gate_init: String,
     /// Seed of initialization, split and batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -88,6 +92,11 @@ impl TrainArgs {
         cfg.target_sparsity = self.target_sparsity;
         cfg.finetune_epochs = self.finetune_epochs;
         cfg.seed = self.seed;
+        cfg.gate_init = match self.gate_init.as_str() {
+            "ones" => GateInit::Ones,
+            "balanced" => GateInit::Balanced,
+            other => return Err(format!("unknown gate init `{other}` (known: ones, balanced)").into()),
+        };
         cfg.check()?;
         Ok(cfg)
     }

@@ -4,18 +4,20 @@
 //! workspace that depends on a tensor framework (`core ← nn ← prune ← bench/cli`). CPU by
 //! default; CUDA kernels behind the `cuda` feature.
 
+pub mod allocator;
 pub mod data;
 pub mod error;
 pub mod layers;
 pub mod loss;
 pub mod model;
+pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod tensor_util;
 pub mod train;
 
 pub use error::{Error, Result};
-pub use layers::{GateSite, GatedLinear};
+pub use layers::{GateInit, GateSite, GatedLinear};
 pub use model::{Mlp, MlpConfig, Model};
 pub use params::{Param, ParamRole, ParamStore};
 pub use train::{Mode, TrainConfig, Trainer};

@@ -139,3 +139,25 @@ fn bad_shapes_and_depths_are_errors() {
     let err = layer.forward(&x).unwrap_err();
     assert!(err.to_string().contains("fc"), "{err}");
 }
+
+/// Dropping groups zeroes exactly those rows/columns of the effective weight.
+#[test]
+fn drop_groups_zeroes_exactly_the_dropped_groups() {
+    let dev = Device::Cpu;
+    let w = Tensor::from_vec(vals(OUT * IN, 0.7), (OUT, IN), &dev).unwrap();
+    let b = Tensor::from_vec(vals(OUT, 1.3), OUT, &dev).unwrap();
+    for depth in [None, Some(3)] {
+        let rows = GatedLinear::from_tensors("fc", w.clone(), Some(b.clone()), GateSite::Outputs, depth).unwrap();
+        rows.drop_groups(&[true, false, true]).unwrap();
+        let (ew, eb) = rows.effective().unwrap();
+        let ew = ew.to_vec2::<f64>().unwrap();
+        let eb = eb.unwrap().to_vec1::<f64>().unwrap();
+        assert!(ew[1].iter().all(|&x| x == 0.0) && eb[1] == 0.0);
+        assert!(ew[0].iter().all(|&x| x != 0.0) && eb[0] != 0.0);
+        let cols = GatedLinear::from_tensors("fc", w.clone(), Some(b.clone()), GateSite::Inputs, depth).unwrap();
+        cols.drop_groups(&[false, true, true, false]).unwrap();
+        let ew = cols.effective().unwrap().0.to_vec2::<f64>().unwrap();
+        assert!(ew.iter().all(|r| r[0] == 0.0 && r[3] == 0.0 && r[1] != 0.0));
+        assert!(cols.drop_groups(&[true]).is_err());
+    }
+}

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ops::{GroupAxis, scale_groups};
 use crate::params::{ParamRole, ParamStore};
 
 /// Which slices of a linear layer form the groups.
@@ -24,6 +25,19 @@ pub enum GateSite {
     Outputs,
     /// Group `k` = column `k` of `W` (input feature `k`).
     Inputs,
+}
+
+/// How the gates of a freshly initialized layer start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateInit {
+    /// `ω = W`, `γ = 1`: the weight moves freely; weight decay balances the factors over
+    /// time (at rate `4λ/D`, SPEC.md §2). Required for groups of a single weight.
+    #[default]
+    Ones,
+    /// The balanced factorization of `W` (`|γ| = ||ω_j||`): the gated objective equals the
+    /// penalized one from the first step.
+    Balanced,
 }
 
 /// A linear layer whose weight may be D-gated. Holds its variables; the effective weight is
@@ -55,6 +69,7 @@ impl GatedLinear {
         bias: bool,
         site: GateSite,
         depth: Option<usize>,
+        init: GateInit,
         rng: &mut StdRng,
         dtype: DType,
         device: &Device,
@@ -66,10 +81,9 @@ impl GatedLinear {
         let mut uniform = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
         let w = Tensor::from_vec(uniform(in_dim * out_dim), (out_dim, in_dim), device)?.to_dtype(dtype)?;
         let b = if bias { Some(Tensor::from_vec(uniform(out_dim), out_dim, device)?.to_dtype(dtype)?) } else { None };
-        let layer = Self::from_tensors(prefix, w, b, site, None)?;
-        match depth {
-            Some(depth) => layer.with_unit_gates(depth),
-            None => Ok(layer),
+        match (depth, init) {
+            (Some(depth), GateInit::Ones) => Self::from_tensors(prefix, w, b, site, None)?.with_unit_gates(depth),
+            (depth, _) => Self::from_tensors(prefix, w, b, site, depth),
         }
     }
 
@@ -229,11 +243,8 @@ impl GatedLinear {
         let Some(gates) = &self.gates else { return Ok((w.clone(), b)) };
         let prod = Self::gate_product(gates.as_tensor())?;
         Ok(match self.site {
-            GateSite::Outputs => {
-                let w = w.broadcast_mul(&prod.unsqueeze(1)?)?;
-                (w, b.map(|b| b.mul(&prod)).transpose()?)
-            }
-            GateSite::Inputs => (w.broadcast_mul(&prod.unsqueeze(0)?)?, b),
+            GateSite::Outputs => (scale_groups(w, &prod, GroupAxis::Rows)?, b.map(|b| b.mul(&prod)).transpose()?),
+            GateSite::Inputs => (scale_groups(w, &prod, GroupAxis::Cols)?, b),
             GateSite::None => (w.clone(), b),
         })
     }
@@ -242,6 +253,40 @@ impl GatedLinear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (w, b) = self.effective()?;
         linear_forward(x, &w, b.as_ref(), &self.prefix)
+    }
+
+    /// Zeroes every group whose `keep[j]` is false, in place: its gates when gated, else its
+    /// weight slice (and bias entries for output groups). Kept groups are untouched, so the
+    /// result is exactly the masked model that compaction must reproduce.
+    pub fn drop_groups(&self, keep: &[bool]) -> Result<()> {
+        if keep.len() != self.num_groups() {
+            return Err(Error::Config(format!(
+                "{}: mask of {} for {} groups",
+                self.prefix,
+                keep.len(),
+                self.num_groups()
+            )));
+        }
+        let mask = |n: usize| -> Result<Tensor> {
+            let v: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+            Ok(Tensor::from_vec(v, n, self.weight.device())?.to_dtype(self.weight.dtype())?)
+        };
+        let j = self.num_groups();
+        if let Some(g) = &self.gates {
+            return Ok(g.set(&g.as_tensor().broadcast_mul(&mask(j)?.unsqueeze(1)?)?)?);
+        }
+        let w = self.weight.as_tensor();
+        match self.site {
+            GateSite::Outputs => {
+                self.weight.set(&w.broadcast_mul(&mask(j)?.unsqueeze(1)?)?)?;
+                if let Some(b) = &self.bias {
+                    b.set(&b.as_tensor().mul(&mask(j)?)?)?;
+                }
+            }
+            GateSite::Inputs => self.weight.set(&w.broadcast_mul(&mask(j)?.unsqueeze(0)?)?)?,
+            GateSite::None => {}
+        }
+        Ok(())
     }
 
     /// Registers this layer's variables with their roles.

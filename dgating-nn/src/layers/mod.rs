@@ -2,4 +2,4 @@
 
 pub mod linear;
 
-pub use linear::{GateSite, GatedLinear};
+pub use linear::{GateInit, GateSite, GatedLinear};

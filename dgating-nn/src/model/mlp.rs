@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layers::{GateSite, GatedLinear};
+use crate::layers::{GateInit, GateSite, GatedLinear};
 use crate::model::Model;
 use crate::params::ParamStore;
 
@@ -103,6 +103,18 @@ impl Mlp {
     /// has a gate site, with `ω` = the dense initialization and all gates 1 (so the gated and
     /// dense models of one seed start as the same function).
     pub fn new(config: MlpConfig, depth: Option<usize>, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        Self::with_gate_init(config, depth, GateInit::Ones, seed, dtype, device)
+    }
+
+    /// [`Mlp::new`] with a choice of [`GateInit`].
+    pub fn with_gate_init(
+        config: MlpConfig,
+        depth: Option<usize>,
+        init: GateInit,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         config.check()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let widths = config.widths();
@@ -112,7 +124,7 @@ impl Mlp {
             .map(|(l, w)| {
                 let site = config.site(l);
                 let d = if site == GateSite::None { None } else { depth };
-                GatedLinear::new(format!("layers.{l}"), w[0], w[1], true, site, d, &mut rng, dtype, device)
+                GatedLinear::new(format!("layers.{l}"), w[0], w[1], true, site, d, init, &mut rng, dtype, device)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { config, layers })

@@ -4,6 +4,7 @@ use dgating_core::{GateConfig, Threshold};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::layers::GateInit;
 use crate::optim::{OptimizerKind, Schedule};
 
 /// How the group structure is trained (SPEC.md §2, §4).
@@ -68,6 +69,9 @@ pub struct TrainConfig {
     pub finetune_epochs: usize,
     /// Seed of initialization and batch order.
     pub seed: u64,
+    /// How gates start (`dgating` mode).
+    #[serde(default)]
+    pub gate_init: GateInit,
 }
 
 impl TrainConfig {
@@ -89,6 +93,7 @@ impl TrainConfig {
             target_sparsity: 0.5,
             finetune_epochs: 5,
             seed: 0,
+            gate_init: GateInit::Ones,
         }
     }
 

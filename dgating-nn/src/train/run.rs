@@ -118,7 +118,7 @@ fn output_dim(data: &Dataset) -> usize {
 
 fn build_model(cfg: &RunConfig) -> Result<Mlp> {
     let depth = (cfg.train.mode == Mode::Dgating).then(|| cfg.train.gate.depth());
-    Mlp::new(cfg.model.clone(), depth, cfg.train.seed, DType::F32, &Device::Cpu)
+    Mlp::with_gate_init(cfg.model.clone(), depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &Device::Cpu)
 }
 
 /// Trains `model_name` on `data` into the new directory `out`. `on_epoch` sees each epoch's

@@ -1,0 +1,6 @@
+//! Fused CPU ops with explicit backward. Each keeps a composite reference (plain candle ops)
+//! used on other devices and checked against the fused version in tests.
+
+pub mod group_scale;
+
+pub use group_scale::{GroupAxis, group_dot, scale_groups, scale_groups_reference};
