@@ -1,6 +1,7 @@
 //! Fused CPU ops with explicit backward. Each keeps a composite reference (plain candle ops)
 //! used on other devices and checked against the fused version in tests.
 
+pub mod fused_update;
 pub mod group_scale;
 
 pub use group_scale::{GroupAxis, group_dot, scale_groups, scale_groups_reference};
