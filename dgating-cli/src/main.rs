@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod prune;
 mod train;
 
 /// Structured sparsity by D-Gating: train, prune and export smaller dense models.
@@ -23,6 +24,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a model (dense, D-Gating or a baseline) into a run directory.
     Train(Box<train::TrainArgs>),
+    /// Remove the zeroed groups of a trained run and export a smaller dense model.
+    Prune(prune::PruneArgs),
+    /// Evaluate a training run or a compacted model.
+    Eval(prune::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Prune(args) => prune::run_prune(&args),
+        Command::Eval(args) => prune::run_eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

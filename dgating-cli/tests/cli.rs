@@ -76,3 +76,44 @@ fn demo_runs() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.matches(" yes ").count(), 3, "{stdout}");
 }
+
+#[test]
+fn prune_and_eval_a_trained_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = dir.path().join("small");
+    let (code, _, stderr) = dgating(&[
+        "train",
+        "--data",
+        "wine",
+        "--model",
+        "linear",
+        "--lambda",
+        "0.2",
+        "--epochs",
+        "60",
+        "--batch-size",
+        "16",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) =
+        dgating(&["prune", run.to_str().unwrap(), "--threshold-rel", "0.01", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("removed") && stdout.contains("max rel"), "{stdout}");
+    assert!(out.join("model.safetensors").exists() && out.join("config.json").exists());
+    let (code, stdout, stderr) = dgating(&["eval", out.to_str().unwrap(), "--data", "wine"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("compacted model on 178 rows"), "{stdout}");
+    // Bad inputs: negative threshold, a directory that holds no model, corrupt weights.
+    let (code, _, stderr) = dgating(&["prune", run.to_str().unwrap(), "--threshold-abs=-1", "--out", "/tmp/x"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("threshold"), "{stderr}");
+    let (code, _, stderr) = dgating(&["eval", dir.path().to_str().unwrap(), "--data", "wine"]);
+    assert_eq!(code, 1, "{stderr}");
+    std::fs::write(out.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+    let (code, _, stderr) = dgating(&["eval", out.to_str().unwrap(), "--data", "wine"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("model.safetensors") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -156,7 +156,7 @@ pub fn second_moment(v: &Tensor, g: &Tensor, beta: f64) -> Result<()> {
     Ok(v.inplace_op2(&g.contiguous()?, &SecondMoment { beta })?)
 }
 
-/// The AdamW parameter step in place (see [`AdamStep`]).
+/// The AdamW parameter step in place: `θ ← θ·(1 − lr·wd) − lr · (m/c1) / (sqrt(v/c2) + ε)`.
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step(
     theta: &Tensor,

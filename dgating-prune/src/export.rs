@@ -1,0 +1,131 @@
+//! [`export()`] and [`import()`]: a compacted model as `model.safetensors` + `config.json`
+//! (layout in `docs/FORMAT.md`).
+//!
+//! Import trusts nothing: the config must parse and be consistent, the format tag must be
+//! known, every tensor must be present as `F32` with the shape the config implies, no other
+//! tensor may be present and every value must be finite. Every failure is a typed error that
+//! names the file (and the tensor); a hostile or truncated file never panics.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use dgating_nn::train::checkpoint::{FORMAT_KEY, atomic_write, save_tensors};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::compact::{COMPACT_FORMAT, CompactConfig, CompactMlp};
+use crate::error::{Error, Result};
+
+/// File name of the weights.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// File name of the config.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The tensor name of layer `l`'s weight (`layers.{l}.weight`, `[out, in]`).
+pub fn weight_name(l: usize) -> String {
+    format!("layers.{l}.weight")
+}
+
+/// The tensor name of layer `l`'s bias (`layers.{l}.bias`, `[out]`).
+pub fn bias_name(l: usize) -> String {
+    format!("layers.{l}.bias")
+}
+
+/// Every tensor name and shape `config` implies, in layer order.
+pub fn expected_tensors(config: &CompactConfig) -> Vec<(String, Vec<usize>)> {
+    config
+        .widths
+        .windows(2)
+        .enumerate()
+        .flat_map(|(l, w)| [(weight_name(l), vec![w[1], w[0]]), (bias_name(l), vec![w[1]])])
+        .collect()
+}
+
+/// Writes `dir/model.safetensors` (metadata `{"format": "dgating-compact-v1"}`) and
+/// `dir/config.json`, each atomically; creates `dir` if needed. The weights are written
+/// first, so a crash in between leaves no config pointing at missing weights of a new model.
+pub fn export(model: &CompactMlp, dir: &Path) -> Result<()> {
+    model.config.check().map_err(|m| Error::format(dir.join(CONFIG_FILE), m))?;
+    let expected = expected_tensors(&model.config);
+    if model.layers.len() * 2 != expected.len() {
+        return Err(Error::Plan(format!("{} layers for widths {:?}", model.layers.len(), model.config.widths)));
+    }
+    let path = dir.join(MODEL_FILE);
+    let mut tensors = Vec::with_capacity(expected.len());
+    for ((name, shape), t) in expected.into_iter().zip(model.layers.iter().flat_map(|(w, b)| [w, b])) {
+        if t.dims() != shape.as_slice() {
+            return Err(Error::ShapeMismatch { path, name, expected: shape, actual: t.dims().to_vec() });
+        }
+        tensors.push((name, t.to_dtype(candle_core::DType::F32)?.contiguous()?));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.into(), source: e })?;
+    let meta = HashMap::from([(FORMAT_KEY.to_string(), COMPACT_FORMAT.to_string())]);
+    save_tensors(&path, &tensors, meta)?;
+    let json =
+        serde_json::to_vec_pretty(&model.config).map_err(|e| Error::format(dir.join(CONFIG_FILE), e.to_string()))?;
+    atomic_write(&dir.join(CONFIG_FILE), &json)?;
+    Ok(())
+}
+
+/// Reads and validates `dir/config.json`.
+pub fn read_config(dir: &Path) -> Result<CompactConfig> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+    match value.get("format").and_then(|f| f.as_str()) {
+        Some(COMPACT_FORMAT) => {}
+        Some(other) => return Err(Error::UnknownVersion { path, version: other.into() }),
+        None => return Err(Error::format(&path, "no string field `format`")),
+    }
+    let config: CompactConfig = serde_json::from_value(value).map_err(|e| Error::format(&path, e.to_string()))?;
+    config.check().map_err(|m| Error::format(&path, m))?;
+    Ok(config)
+}
+
+/// Loads a model written by [`export`] (or by anyone following `docs/FORMAT.md`).
+pub fn import(dir: &Path) -> Result<CompactMlp> {
+    let config = read_config(dir)?;
+    let path = dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
+    let tag = meta.metadata().as_ref().and_then(|m| m.get(FORMAT_KEY)).cloned();
+    match tag.as_deref() {
+        Some(COMPACT_FORMAT) => {}
+        Some(other) => return Err(Error::UnknownVersion { path, version: other.into() }),
+        None => return Err(Error::format(&path, format!("no `{FORMAT_KEY}` metadata"))),
+    }
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
+    let expected = expected_tensors(&config);
+    let known: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(name) = st.names().into_iter().filter(|n| !known.contains(*n)).min() {
+        return Err(Error::UnknownTensor { path, name: name.to_string() });
+    }
+    let mut tensors = Vec::with_capacity(expected.len());
+    for (name, shape) in expected {
+        let view = st.tensor(&name).map_err(|_| Error::MissingTensor { path: path.clone(), name: name.clone() })?;
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::Dtype { path, name, dtype: format!("{:?}", view.dtype()) });
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(Error::ShapeMismatch { path, name, expected: shape, actual: view.shape().to_vec() });
+        }
+        let data = view.data();
+        if data.len() != 4 * shape.iter().product::<usize>() {
+            return Err(Error::format(&path, format!("tensor `{name}`: {} bytes for shape {shape:?}", data.len())));
+        }
+        let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::format(&path, format!("tensor `{name}` holds non-finite values")));
+        }
+        tensors.push(Tensor::from_vec(values, shape, &Device::Cpu)?);
+    }
+    let mut it = tensors.into_iter();
+    let mut layers = vec![];
+    while let (Some(w), Some(b)) = (it.next(), it.next()) {
+        layers.push((w, b));
+    }
+    Ok(CompactMlp { config, layers })
+}

@@ -1,0 +1,121 @@
+//! [`prune_run`]: the one entry point behind `dgating prune` — load a training run, plan,
+//! compact, verify on the run's held-out split, export, report.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use dgating_core::Threshold;
+use dgating_nn::train::engine::{TensorData, evaluate};
+use dgating_nn::train::run::{RunConfig, load_run_model};
+use dgating_nn::train::{EpochMetrics, Mode};
+
+use crate::compact::{CompactMlp, FullInputModel, compact};
+use crate::error::{Error, Result};
+use crate::export::export;
+use crate::plan::PrunePlan;
+use crate::report::{Cost, Evaluation, GroupsRemoved, PruneReport, measure_latency};
+use crate::verify::verify;
+
+/// Rows per timed forward pass (held-out rows repeated to this size).
+pub const LATENCY_BATCH: usize = 1024;
+/// Timed repetitions per model.
+pub const LATENCY_REPETITIONS: usize = 20;
+/// File name of the report written next to the compacted model.
+pub const REPORT_FILE: &str = "report.json";
+
+/// Prunes the run in `run_dir` with `threshold` (`None`: the run's own read-out threshold,
+/// `train.threshold` of its config) and writes the compacted model to `out_dir`
+/// (`model.safetensors`, `config.json`, plus `report.json`). Refuses to write into the run
+/// directory or any directory that holds a training run.
+pub fn prune_run(run_dir: &Path, threshold: Option<Threshold>, out_dir: &Path) -> Result<PruneReport> {
+    check_out_dir(run_dir, out_dir)?;
+    let (cfg, model) = load_run_model(run_dir)?;
+    let threshold = threshold.unwrap_or(cfg.train.threshold);
+    let plan = PrunePlan::new(&model, &threshold)?;
+    let mut compacted = compact(&model, &plan)?;
+    annotate(&mut compacted, &cfg, threshold, last_metrics(run_dir)?)?;
+    let dense = compact(&model, &PrunePlan::keep_all(&model)?)?;
+
+    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
+    if test.is_empty() {
+        return Err(Error::format(
+            run_dir.join("config.json"),
+            "the run's held-out split is empty: nothing to verify on",
+        ));
+    }
+    let x = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
+    let verification = verify(&model, &compacted, &x)?;
+    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
+    let (loss, accuracy) = evaluate(&model, &data)?;
+    let gated_eval = Evaluation { loss, accuracy };
+    let (loss, accuracy) = evaluate(&FullInputModel(&compacted), &data)?;
+    let compact_eval = Evaluation { loss, accuracy };
+
+    export(&compacted, out_dir)?;
+    let ids: Vec<u32> = (0..LATENCY_BATCH).map(|i| (i % test.len()) as u32).collect();
+    let xb = x.index_select(&Tensor::from_vec(ids, LATENCY_BATCH, &Device::Cpu)?, 0)?;
+    let latency = measure_latency(&model, &dense, &compacted, &xb, LATENCY_REPETITIONS)?;
+    let report = PruneReport {
+        run_dir: run_dir.into(),
+        out_dir: out_dir.into(),
+        threshold,
+        before: Cost::of_widths(&plan.widths_before()),
+        after: Cost::of_widths(&plan.widths_after()),
+        groups: GroupsRemoved::of_plan(&plan),
+        verification,
+        gated_eval,
+        compact_eval,
+        latency,
+    };
+    let path = out_dir.join(REPORT_FILE);
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::format(&path, e.to_string()))?;
+    dgating_nn::train::checkpoint::atomic_write(&path, &json)?;
+    Ok(report)
+}
+
+/// Fills in what the run knows: feature names, standardizer, λ, mode, threshold, metrics.
+pub fn annotate(
+    model: &mut CompactMlp,
+    cfg: &RunConfig,
+    threshold: Threshold,
+    metrics: Option<EpochMetrics>,
+) -> Result<()> {
+    let c = &mut model.config;
+    if cfg.feature_names.len() == c.input_dim_full {
+        c.kept_input_names = Some(c.kept_input_indices().iter().map(|&i| cfg.feature_names[i].clone()).collect());
+    }
+    c.standardizer = cfg.standardizer.clone();
+    let p = &mut c.provenance;
+    p.mode =
+        Some(serde_json::to_value(cfg.train.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+    if cfg.train.mode == Mode::Dgating {
+        p.depth = Some(cfg.train.gate.depth());
+    }
+    if matches!(cfg.train.mode, Mode::Dgating | Mode::Direct | Mode::Prox) {
+        p.lambda = Some(cfg.train.gate.lambda());
+    }
+    p.threshold = Some(threshold);
+    p.metrics = metrics;
+    Ok(())
+}
+
+/// The last line of `metrics.jsonl`; `None` if the file is absent or empty.
+fn last_metrics(run_dir: &Path) -> Result<Option<EpochMetrics>> {
+    let path = run_dir.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return Ok(None) };
+    serde_json::from_str(line).map(Some).map_err(|e| Error::format(&path, e.to_string()))
+}
+
+fn check_out_dir(run_dir: &Path, out_dir: &Path) -> Result<()> {
+    let refuse = |m: &str| Err(Error::OutputDir { path: out_dir.into(), message: m.into() });
+    if let (Ok(a), Ok(b)) = (run_dir.canonicalize(), out_dir.canonicalize())
+        && a == b
+    {
+        return refuse("is the run directory; its config.json and model.safetensors would be overwritten");
+    }
+    if out_dir.join("state.json").exists() || out_dir.join("optimizer.safetensors").exists() {
+        return refuse("holds a training run");
+    }
+    Ok(())
+}
