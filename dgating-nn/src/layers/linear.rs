@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ops::{GroupAxis, scale_groups};
+use crate::ops::{GroupAxis, gate_product, scale_groups};
 use crate::params::{ParamRole, ParamStore};
 
 /// Which slices of a linear layer form the groups.
@@ -225,23 +225,12 @@ impl GatedLinear {
         })
     }
 
-    /// `Π_d γ_{:,d}` as a `[J]` tensor (product of the gate columns; composite ops so autograd
-    /// reaches every gate).
-    fn gate_product(gates: &Tensor) -> Result<Tensor> {
-        let cols = gates.dim(1)?;
-        let mut prod = gates.narrow(1, 0, 1)?;
-        for d in 1..cols {
-            prod = prod.mul(&gates.narrow(1, d, 1)?)?;
-        }
-        Ok(prod.squeeze(1)?)
-    }
-
     /// The effective weight `[out, in]` and bias: `ω ⊙ Πγ` when gated.
     pub fn effective(&self) -> Result<(Tensor, Option<Tensor>)> {
         let w = self.weight.as_tensor();
         let b = self.bias.as_ref().map(|b| b.as_tensor().clone());
         let Some(gates) = &self.gates else { return Ok((w.clone(), b)) };
-        let prod = Self::gate_product(gates.as_tensor())?;
+        let prod = gate_product(gates.as_tensor())?;
         Ok(match self.site {
             GateSite::Outputs => (scale_groups(w, &prod, GroupAxis::Rows)?, b.map(|b| b.mul(&prod)).transpose()?),
             GateSite::Inputs => (scale_groups(w, &prod, GroupAxis::Cols)?, b),

@@ -2,6 +2,8 @@
 //! used on other devices and checked against the fused version in tests.
 
 pub mod fused_update;
+pub mod gate_product;
 pub mod group_scale;
 
+pub use gate_product::{gate_product, gate_product_reference};
 pub use group_scale::{GroupAxis, group_dot, scale_groups, scale_groups_reference};
