@@ -115,12 +115,16 @@ mod tests {
         for dtype in [DType::F64, DType::F32] {
             for cols in [1usize, 2, 3] {
                 let vals: Vec<f64> = (0..4 * cols).map(|i| if i == 1 { 0.0 } else { 0.3 + 0.2 * i as f64 }).collect();
-                let g = Var::from_tensor(&Tensor::from_vec(vals, (4, cols), &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+                let g = Var::from_tensor(
+                    &Tensor::from_vec(vals, (4, cols), &Device::Cpu).unwrap().to_dtype(dtype).unwrap(),
+                )
+                .unwrap();
                 let c = Tensor::new(&[1.0f64, -2.0, 0.5, 3.0], &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
                 let run = |f: &dyn Fn(&Tensor) -> Result<Tensor>| {
                     let p = f(g.as_tensor()).unwrap();
                     let grads = p.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
-                    let flat = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                    let flat =
+                        |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
                     (flat(&p), flat(grads.get(g.as_tensor()).unwrap()))
                 };
                 let (a, b) = (run(&gate_product), run(&gate_product_reference));
