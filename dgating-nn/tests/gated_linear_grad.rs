@@ -161,3 +161,15 @@ fn drop_groups_zeroes_exactly_the_dropped_groups() {
         assert!(cols.drop_groups(&[true]).is_err());
     }
 }
+
+/// A layer built from another layer's variables owns a copy: changing one leaves the other.
+#[test]
+fn from_tensors_never_aliases_its_inputs() {
+    let dev = Device::Cpu;
+    let w = Tensor::from_vec(vals(OUT * IN, 0.7), (OUT, IN), &dev).unwrap();
+    let a = GatedLinear::from_tensors("a", w, None, GateSite::Outputs, None).unwrap();
+    let b = GatedLinear::from_tensors("b", a.weight_var().as_tensor().clone(), None, GateSite::Outputs, None).unwrap();
+    b.drop_groups(&[false, false, false]).unwrap();
+    let wa = a.weight_var().as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert!(wa.iter().all(|&x| x != 0.0), "zeroing b changed a");
+}

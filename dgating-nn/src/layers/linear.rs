@@ -42,6 +42,10 @@ pub enum GateInit {
 
 /// A linear layer whose weight may be D-gated. Holds its variables; the effective weight is
 /// formed in every forward pass so gradients reach `ω` and `γ`.
+///
+/// `Clone` is a handle copy, like candle's `Var`: clones share the variables (training one
+/// trains the other). [`GatedLinear::from_tensors`] always takes its own copy of the tensors it
+/// is given, so a layer built from another layer's weights never aliases them.
 #[derive(Debug, Clone)]
 pub struct GatedLinear {
     prefix: String,
@@ -120,8 +124,9 @@ impl GatedLinear {
             in_dim,
             out_dim,
             site,
-            weight: Var::from_tensor(&weight)?,
-            bias: bias.as_ref().map(Var::from_tensor).transpose()?,
+            // `Var::from_tensor` shares a tensor that already is a variable: copy first.
+            weight: Var::from_tensor(&weight.copy()?)?,
+            bias: bias.as_ref().map(|b| Var::from_tensor(&b.copy()?)).transpose()?,
             gates: None,
         };
         if let Some(depth) = depth {

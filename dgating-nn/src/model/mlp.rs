@@ -91,7 +91,8 @@ impl MlpConfig {
     }
 }
 
-/// A ReLU MLP of [`GatedLinear`] layers named `layers.{l}`.
+/// A ReLU MLP of [`GatedLinear`] layers named `layers.{l}`. `Clone` shares the variables
+/// (see [`GatedLinear`]).
 #[derive(Debug, Clone)]
 pub struct Mlp {
     config: MlpConfig,
