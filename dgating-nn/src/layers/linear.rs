@@ -244,9 +244,26 @@ impl GatedLinear {
     }
 
     /// `x Wᵀ + b` for `x` of shape `[batch, in]`.
+    ///
+    /// A gated layer never forms `W = ω ⊙ Πγ` here: the gates scale activations instead, which
+    /// is the same function — `(x ωᵀ + b_ω) ⊙ p` for output groups and `(x ⊙ p) ωᵀ + b` for
+    /// input groups, `p = Πγ` — but keeps `ω` a direct operand of the matmul, so its gradient
+    /// comes out of the matmul backward with no weight-sized effective-weight node to
+    /// accumulate, copy and rescale (docs/PERFORMANCE.md).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (w, b) = self.effective()?;
-        linear_forward(x, &w, b.as_ref(), &self.prefix)
+        let Some(gates) = &self.gates else {
+            return linear_forward(x, self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor), &self.prefix);
+        };
+        let prod = gate_product(gates.as_tensor())?;
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor));
+        match self.site {
+            GateSite::Outputs => scale_groups(&linear_forward(x, w, b, &self.prefix)?, &prod, GroupAxis::Cols),
+            GateSite::Inputs => {
+                check_input(x, self.in_dim, &self.prefix)?;
+                linear_forward(&scale_groups(x, &prod, GroupAxis::Cols)?, w, b, &self.prefix)
+            }
+            GateSite::None => linear_forward(x, w, b, &self.prefix),
+        }
     }
 
     /// Zeroes every group whose `keep[j]` is false, in place: its gates when gated, else its
@@ -299,12 +316,16 @@ impl GatedLinear {
     }
 }
 
-/// `x wᵀ + b` with a shape check that names the layer.
-pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
-    let in_dim = w.dim(1)?;
+fn check_input(x: &Tensor, in_dim: usize, name: &str) -> Result<()> {
     if x.rank() != 2 || x.dim(D::Minus1)? != in_dim {
         return Err(Error::Config(format!("{name}: expected input [batch, {in_dim}], got {:?}", x.dims())));
     }
+    Ok(())
+}
+
+/// `x wᵀ + b` with a shape check that names the layer.
+pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
+    check_input(x, w.dim(1)?, name)?;
     let y = x.matmul(&w.t()?)?;
     Ok(match b {
         Some(b) => y.broadcast_add(b)?,
