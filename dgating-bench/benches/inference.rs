@@ -24,7 +24,8 @@ fn masked_model(sparsity: f64) -> Mlp {
 }
 
 fn inference(c: &mut Criterion) {
-    dgating_nn::allocator::tune();
+    // SAFETY: first thing in the process, before any other thread exists.
+    unsafe { dgating_nn::runtime::configure() };
     let dense = Mlp::new(MlpConfig::lenet_300_100(), None, 0, DType::F32, &Device::Cpu).expect("dense");
     let mut group = c.benchmark_group("inference/lenet-300-100/f32");
     for batch in [1usize, 256] {

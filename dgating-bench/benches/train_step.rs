@@ -14,8 +14,9 @@ use dgating_nn::{Mlp, MlpConfig, Model};
 const BATCH: usize = 128;
 
 fn step_bench(c: &mut Criterion) {
-    // Same allocator settings as the `dgating` binary.
-    dgating_nn::allocator::tune();
+    // Same process settings as the `dgating` binary.
+    // SAFETY: first thing in the process, before any other thread exists.
+    unsafe { dgating_nn::runtime::configure() };
     let dev = Device::Cpu;
     let x: Vec<f32> = (0..BATCH * 784).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();
     let x = Tensor::from_vec(x, (BATCH, 784), &dev).expect("batch");

@@ -1,7 +1,7 @@
 //! Where the time of one LeNet-300-100 training step goes (forward / backward / optimizer),
 //! dense vs D = 3, averaged over 50 steps after 10 warm-up steps:
 //! `cargo run --release -p dgating-bench --example step_breakdown`.
-//! Set `DEFAULT_MALLOC=1` to skip the allocator tuning of `dgating_nn::allocator::tune`.
+//! Set `DEFAULT_RUNTIME=1` to skip `dgating_nn::runtime::configure`.
 //! Criterion's `train_step` bench gives the statistically careful number; this splits it.
 
 use std::time::Instant;
@@ -12,8 +12,9 @@ use dgating_nn::optim::{Optimizer, OptimizerKind};
 use dgating_nn::{Mlp, MlpConfig, Model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os("DEFAULT_MALLOC").is_none() {
-        dgating_nn::allocator::tune();
+    if std::env::var_os("DEFAULT_RUNTIME").is_none() {
+        // SAFETY: first thing in the process, before any other thread exists.
+        unsafe { dgating_nn::runtime::configure() };
     }
     let dev = Device::Cpu;
     let x: Vec<f32> = (0..128 * 784).map(|i| ((i * 7919) % 256) as f32 / 255.0).collect();

@@ -31,8 +31,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Keep candle's per-op buffers in the heap instead of mmap/munmap per op (allocator.rs).
-    dgating_nn::allocator::tune();
+    // Thread count and allocator settings for candle on CPU (dgating_nn::runtime).
+    // SAFETY: first thing in the process, before any other thread exists.
+    unsafe { dgating_nn::runtime::configure() };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),

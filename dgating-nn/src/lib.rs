@@ -4,7 +4,6 @@
 //! workspace that depends on a tensor framework (`core ← nn ← prune ← bench/cli`). CPU by
 //! default; CUDA kernels behind the `cuda` feature.
 
-pub mod allocator;
 pub mod data;
 pub mod error;
 pub mod layers;
@@ -13,6 +12,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod runtime;
 pub mod tensor_util;
 pub mod train;
 

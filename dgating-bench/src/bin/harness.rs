@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use dgating_bench::experiments::lenet_sparsity::{self, LenetConfig};
 
 fn main() -> ExitCode {
-    dgating_nn::allocator::tune();
+    // SAFETY: first thing in the process, before any other thread exists.
+    unsafe { dgating_nn::runtime::configure() };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("lenet-sparsity") => {
