@@ -8,17 +8,7 @@
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor};
 
 use crate::error::Result;
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &'static str) -> candle_core::Result<&'a [T]> {
-    layout.contiguous_offsets().map(|(s, e)| &data[s..e]).ok_or(candle_core::Error::RequiresContiguous { op })
-}
-
-fn contiguous_mut<'a, T>(data: &'a mut [T], layout: &Layout, op: &'static str) -> candle_core::Result<&'a mut [T]> {
-    match layout.contiguous_offsets() {
-        Some((s, e)) => Ok(&mut data[s..e]),
-        None => Err(candle_core::Error::RequiresContiguous { op }),
-    }
-}
+use crate::ops::storage::{contiguous, contiguous_mut};
 
 fn unsupported(op: &'static str) -> candle_core::Error {
     candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)

@@ -9,6 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use crate::error::Result;
+use crate::ops::storage::contiguous;
 
 #[derive(Debug, Clone, Copy)]
 struct GateProduct;
@@ -18,11 +19,7 @@ struct GateProductBackward;
 
 fn rows<T: Copy>(data: &[T], layout: &Layout, op: &'static str) -> candle_core::Result<(usize, usize, Vec<T>)> {
     let (j, d) = layout.shape().dims2()?;
-    let v = match layout.contiguous_offsets() {
-        Some((s, e)) => data[s..e].to_vec(),
-        None => return Err(candle_core::Error::RequiresContiguous { op }),
-    };
-    Ok((j, d, v))
+    Ok((j, d, contiguous(data, layout, op)?.to_vec()))
 }
 
 fn product<T: Copy + std::ops::Mul<Output = T>>(row: &[T], skip: Option<usize>, one: T) -> T {

@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::error::Result;
+use crate::ops::storage::contiguous;
 
 /// Which axis of a `[rows, cols]` matrix the groups index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +29,6 @@ struct ScaleGroups(GroupAxis);
 /// `out[g] = Σ a[g-th row or column] · b[same]` — the backward of [`ScaleGroups`] w.r.t. `s`.
 #[derive(Debug, Clone, Copy)]
 struct GroupDot(GroupAxis);
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &'static str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => Err(candle_core::Error::RequiresContiguous { op }),
-    }
-}
 
 fn dims2(layout: &Layout) -> candle_core::Result<(usize, usize)> {
     layout.shape().dims2()
