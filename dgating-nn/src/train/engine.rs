@@ -1,5 +1,7 @@
 //! [`Trainer`]: the one training loop behind every mode.
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
 use dgating_core::{Threshold, prox_norm};
 
@@ -132,11 +134,19 @@ impl<'m, M: Model> Trainer<'m, M> {
         self.masks.as_ref()
     }
 
-    /// Restores the position of a checkpoint.
-    pub fn restore(&mut self, epochs_done: usize, optimizer: Optimizer, masks: Option<Vec<Vec<bool>>>) {
+    /// Restores the position of a checkpoint: epochs done, the optimizer's state tensors after
+    /// `steps` steps, and the magnitude masks.
+    pub fn restore(
+        &mut self,
+        epochs_done: usize,
+        optimizer_state: HashMap<String, Tensor>,
+        steps: usize,
+        masks: Option<Vec<Vec<bool>>>,
+    ) -> Result<()> {
+        self.optimizer.load_state(optimizer_state, steps)?;
         self.epochs_done = epochs_done;
-        self.optimizer = optimizer;
         self.masks = masks;
+        Ok(())
     }
 
     /// Whether all epochs are done.

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Dataset, Standardizer};
 use crate::error::{Error, Result};
 use crate::model::{Mlp, MlpConfig, Model};
-use crate::optim::Optimizer;
 use crate::train::checkpoint::{CHECKPOINT_FORMAT, EPOCH_KEY, FORMAT_KEY, atomic_write, load_tensors, save_tensors};
 use crate::train::config::{Mode, TrainConfig};
 use crate::train::engine::{Progress, TensorData, Trainer};
@@ -172,12 +171,9 @@ pub fn resume(
     let opt_path = dir.join("optimizer.safetensors");
     let (opt_tensors, meta) = load_tensors(&opt_path, &Device::Cpu)?;
     check_epoch(&opt_path, &meta, state.epochs_done)?;
-    let gate_wd = if cfg.train.mode == Mode::Dgating { cfg.train.gate.weight_decay() } else { 0.0 };
-    let mut optimizer = Optimizer::new(cfg.train.optimizer, &model.params()?, gate_wd, cfg.train.ungated_weight_decay)?;
-    optimizer
-        .load_state(opt_tensors, state.steps)
+    trainer
+        .restore(state.epochs_done, opt_tensors, state.steps, state.masks.clone())
         .map_err(|e| Error::Checkpoint { path: opt_path, message: e.to_string() })?;
-    trainer.restore(state.epochs_done, optimizer, state.masks.clone());
     continue_run(dir, &model, trainer, state, &train_set, &val_set, progress, on_epoch)
 }
 
