@@ -71,8 +71,14 @@ pub fn export(model: &CompactMlp, dir: &Path) -> Result<()> {
 pub fn read_config(dir: &Path) -> Result<CompactConfig> {
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+    parse_config(&path, &bytes)
+}
+
+/// Parses and validates the bytes of a `config.json` (`path` only names it in errors).
+pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<CompactConfig> {
+    let path = path.to_path_buf();
     let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {
         Some(COMPACT_FORMAT) => {}
         Some(other) => return Err(Error::UnknownVersion { path, version: other.into() }),
@@ -88,8 +94,15 @@ pub fn import(dir: &Path) -> Result<CompactMlp> {
     let config = read_config(dir)?;
     let path = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+    parse_model(config, &path, &bytes)
+}
+
+/// Builds a model from a validated config and the bytes of its `model.safetensors` (`path`
+/// only names it in errors). Never panics on hostile bytes (fuzzed: `fuzz/`).
+pub fn parse_model(config: CompactConfig, path: &Path, bytes: &[u8]) -> Result<CompactMlp> {
+    let path = path.to_path_buf();
     let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
     let tag = meta.metadata().as_ref().and_then(|m| m.get(FORMAT_KEY)).cloned();
     match tag.as_deref() {
         Some(COMPACT_FORMAT) => {}
@@ -97,7 +110,7 @@ pub fn import(dir: &Path) -> Result<CompactMlp> {
         None => return Err(Error::format(&path, format!("no `{FORMAT_KEY}` metadata"))),
     }
     let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
+        SafeTensors::deserialize(bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
     let expected = expected_tensors(&config);
     let known: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(name) = st.names().into_iter().filter(|n| !known.contains(*n)).min() {

@@ -45,7 +45,7 @@ pub mod verify;
 pub use compact::{COMPACT_FORMAT, CompactConfig, CompactMlp, FullInputModel, Provenance, compact};
 pub use error::{Error, Result};
 pub use evaluate::{DirEvaluation, evaluate_dir};
-pub use export::{CONFIG_FILE, MODEL_FILE, export, import};
+pub use export::{CONFIG_FILE, MODEL_FILE, export, import, parse_config, parse_model};
 pub use pipeline::prune_run;
 pub use plan::{PrunePlan, SitePlan, TensorSlice, WidthPlan, threshold, width_members};
 pub use report::{Cost, Evaluation, GroupsRemoved, Latency, PruneReport};
