@@ -30,6 +30,10 @@ struct ScaleGroups(GroupAxis);
 #[derive(Debug, Clone, Copy)]
 struct GroupDot(GroupAxis);
 
+fn shape_mismatch(l1: &Layout, l2: &Layout, op: &'static str) -> candle_core::Error {
+    candle_core::Error::ShapeMismatchBinaryOp { lhs: l1.shape().clone(), rhs: l2.shape().clone(), op }
+}
+
 fn dims2(layout: &Layout) -> candle_core::Result<(usize, usize)> {
     layout.shape().dims2()
 }
@@ -99,11 +103,7 @@ impl CustomOp2 for ScaleGroups {
         let (rows, cols) = dims2(l1)?;
         let expect = if self.0 == GroupAxis::Rows { rows } else { cols };
         if l2.shape().dims() != [expect] {
-            return Err(candle_core::Error::ShapeMismatchBinaryOp {
-                lhs: l1.shape().clone(),
-                rhs: l2.shape().clone(),
-                op: "scale-groups",
-            });
+            return Err(shape_mismatch(l1, l2, "scale-groups"));
         }
         let axis = self.0;
         let out = per_dtype!(s1, s2, "scale-groups", |w, s| {
@@ -140,11 +140,7 @@ impl CustomOp2 for GroupDot {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, cols) = dims2(l1)?;
         if l1.shape() != l2.shape() {
-            return Err(candle_core::Error::ShapeMismatchBinaryOp {
-                lhs: l1.shape().clone(),
-                rhs: l2.shape().clone(),
-                op: "group-dot",
-            });
+            return Err(shape_mismatch(l1, l2, "group-dot"));
         }
         let axis = self.0;
         let out = per_dtype!(s1, s2, "group-dot", |a, b| {
