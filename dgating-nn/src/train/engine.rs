@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use dgating_core::{Threshold, prox_norm};
+use dgating_core::{Threshold, prox_groups};
 
 use crate::data::{Dataset, Targets, batch_indices};
 use crate::error::{Error, Result};
@@ -244,28 +244,27 @@ impl<'m, M: Model> Trainer<'m, M> {
         Ok((total * cfg.gate.lambda())?)
     }
 
-    /// Multiplies every group of a plain layer by `scales[j]` (prox shrinkage, masks).
-    fn scale_layer_groups(layer: &GatedLinear, scales: &[f64]) -> Result<()> {
-        let (layout, bufs) = effective_buffers(layer)?;
-        let scaled = layout.scale_groups(&dgating_core::as_slices(&bufs), scales)?;
+    /// Writes member buffers (layout order: weight, then bias for output groups) back into a
+    /// plain layer's variables.
+    fn set_layer_buffers(layer: &GatedLinear, bufs: Vec<Vec<f64>>) -> Result<()> {
+        let mut bufs = bufs.into_iter();
         let w = layer.weight_var();
-        w.set(&from_f64(scaled[0].clone(), w.dims(), w.dtype(), w.device())?)?;
-        if let (Some(b), Some(buf)) = (layer.bias_var(), scaled.get(1)) {
-            b.set(&from_f64(buf.clone(), b.dims(), b.dtype(), b.device())?)?;
+        if let Some(buf) = bufs.next() {
+            w.set(&from_f64(buf, w.dims(), w.dtype(), w.device())?)?;
+        }
+        if let (Some(b), Some(buf)) = (layer.bias_var(), bufs.next()) {
+            b.set(&from_f64(buf, b.dims(), b.dtype(), b.device())?)?;
         }
         Ok(())
     }
 
+    /// The group prox with `t = lr·λ` on every group layer (dgating-core's `prox_groups`).
     fn apply_prox(&self, lr: f64) -> Result<()> {
         let t = lr * self.config.gate.lambda();
         for layer in self.model.group_layers() {
             let (layout, bufs) = effective_buffers(layer)?;
-            let norms = layout.group_norms(&dgating_core::as_slices(&bufs))?;
-            let scales = norms
-                .iter()
-                .map(|&rho| Ok(if rho > 0.0 { prox_norm(rho, t, self.config.gate.depth())? / rho } else { 0.0 }))
-                .collect::<Result<Vec<f64>>>()?;
-            Self::scale_layer_groups(layer, &scales)?;
+            let shrunk = prox_groups(&layout, &dgating_core::as_slices(&bufs), t, self.config.gate.depth())?;
+            Self::set_layer_buffers(layer, shrunk)?;
         }
         Ok(())
     }
@@ -294,8 +293,7 @@ impl<'m, M: Model> Trainer<'m, M> {
     fn apply_masks(&self) -> Result<()> {
         if let Some(masks) = &self.masks {
             for (layer, mask) in self.model.group_layers().into_iter().zip(masks) {
-                let scales: Vec<f64> = mask.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
-                Self::scale_layer_groups(layer, &scales)?;
+                layer.drop_groups(mask)?;
             }
         }
         Ok(())

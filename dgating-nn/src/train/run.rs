@@ -162,11 +162,8 @@ pub fn resume(
     progress: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
-    let cfg = read_config(dir)?;
+    let (cfg, state, model) = load_checkpoint(dir)?;
     let (train_set, val_set, _) = cfg.data.prepare(cfg.train.seed)?;
-    let model = build_model(&cfg)?;
-    let state: RunState = read_json(&dir.join("state.json"))?;
-    load_params(&dir.join("model.safetensors"), &model, state.epochs_done)?;
     let mut trainer = Trainer::new(&model, cfg.train.clone())?;
     let opt_path = dir.join("optimizer.safetensors");
     let (opt_tensors, meta) = load_tensors(&opt_path, &Device::Cpu)?;
@@ -278,9 +275,15 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Loads a trained run's model (for evaluation and pruning).
 pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Mlp)> {
+    let (cfg, _, model) = load_checkpoint(dir)?;
+    Ok((cfg, model))
+}
+
+/// Config, state and the model with the checkpoint's parameters.
+fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Mlp)> {
     let cfg = read_config(dir)?;
     let state: RunState = read_json(&dir.join("state.json"))?;
     let model = build_model(&cfg)?;
     load_params(&dir.join("model.safetensors"), &model, state.epochs_done)?;
-    Ok((cfg, model))
+    Ok((cfg, state, model))
 }
