@@ -11,7 +11,7 @@ use dgating_core::Threshold;
 use dgating_nn::data::Standardizer;
 use dgating_nn::params::ParamStore;
 use dgating_nn::train::EpochMetrics;
-use dgating_nn::{GateSite, GatedLinear, Mlp, MlpConfig, Model};
+use dgating_nn::{GateSite, GatedLinear, Mlp, MlpConfig, Model, ops};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -245,14 +245,15 @@ impl CompactMlp {
         }
     }
 
-    /// The layer loop, with exactly the ops of the gated forward (`x Wᵀ`, then `+ b`).
-    fn run_layers(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// The layer loop, with exactly the ops of the gated forward (`dgating_nn::ops::linear`,
+    /// then `relu`): same GEMM kernel, same bias handling.
+    fn run_layers(&self, x: &Tensor) -> dgating_nn::Result<Tensor> {
         let last = self.layers.len() - 1;
         let mut h = x.to_dtype(DType::F32)?;
         for (l, (w, b)) in self.layers.iter().enumerate() {
-            h = h.matmul(&w.t()?)?.broadcast_add(b)?;
+            h = ops::linear(&h, w, Some(b), "compact layer")?;
             if l < last {
-                h = h.relu()?;
+                h = ops::relu(&h)?;
             }
         }
         Ok(h)
@@ -275,7 +276,7 @@ impl Model for FullInputModel<'_> {
     fn forward(&self, x: &Tensor) -> dgating_nn::Result<Tensor> {
         check_input(x, self.0.config.input_dim_full, "FullInputModel")
             .map_err(|e| dgating_nn::Error::Config(e.to_string()))?;
-        Ok(self.0.run_layers(&self.0.select(x)?)?)
+        self.0.run_layers(&self.0.select(x)?)
     }
 
     fn params(&self) -> dgating_nn::Result<ParamStore> {

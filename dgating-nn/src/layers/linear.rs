@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ops::{GroupAxis, gate_product, scale_groups};
+use crate::ops::{self, GroupAxis, gate_product, scale_groups};
 use crate::params::{ParamRole, ParamStore};
 
 /// Which slices of a linear layer form the groups.
@@ -323,12 +323,8 @@ fn check_input(x: &Tensor, in_dim: usize, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `x wᵀ + b` with a shape check that names the layer.
+/// `x wᵀ + b` with a shape check that names the layer (the fused [`ops::linear`]).
 pub(crate) fn linear_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
     check_input(x, w.dim(1)?, name)?;
-    let y = x.matmul(&w.t()?)?;
-    Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    })
+    ops::linear(x, w, b, name)
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layers::{GateInit, GateSite, GatedLinear};
 use crate::model::Model;
+use crate::ops;
 use crate::params::ParamStore;
 
 /// The architecture of an [`Mlp`]: enough to rebuild it at any sizes (stored in
@@ -161,7 +162,7 @@ impl Model for Mlp {
         for (l, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if l < last {
-                h = h.relu()?;
+                h = ops::relu(&h)?;
             }
         }
         Ok(h)

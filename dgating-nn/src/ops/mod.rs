@@ -4,7 +4,9 @@
 pub mod fused_update;
 pub mod gate_product;
 pub mod group_scale;
+pub mod linear;
 mod storage;
 
 pub use gate_product::{gate_product, gate_product_reference};
 pub use group_scale::{GroupAxis, group_dot, scale_groups, scale_groups_reference};
+pub use linear::{linear, linear_reference, relu};

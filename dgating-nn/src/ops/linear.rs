@@ -1,0 +1,493 @@
+//! `linear(x, w, b) = x wᵀ + b` and `relu(x)` as single ops whose backward does only the work
+//! a training step needs.
+//!
+//! Written as `x.matmul(&w.t()).broadcast_add(b)`, candle's backward (CANDLE-NOTES.md)
+//! * computes the input gradient `dy · w` even when `x` is the data batch — on the first layer
+//!   of an MLP that is as much arithmetic as the weight gradient, thrown away;
+//! * produces `dW` as the transpose of `xᵀ dy`, a strided view that is copied before the
+//!   optimizer can read it;
+//! * sums the bias gradient over the batch axis, a non-trailing reduction that candle runs as a
+//!   scalar loop.
+//!
+//! Here the forward is one GEMM with the bias pre-filled in the output, and the backward asks
+//! only for gradients of arguments that are tracked (`Tensor::track_op`): `dW = dyᵀ x` comes out
+//! of the GEMM as `[out, in]`, `db` is a row-by-row sum over contiguous memory, and `dx` is
+//! computed only when `x` is a variable or depends on one. ReLU's backward is one pass over
+//! `(dy, y)` instead of candle's `ge` / `zeros_like` / `to_dtype` / `mul` chain.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use gemm::Parallelism;
+
+use crate::error::{Error, Result};
+use crate::ops::storage::contiguous;
+
+/// The fused `x wᵀ (+ b)` node. Arguments: `x [batch, in]`, `w [out, in]`, optionally `b [out]`.
+#[derive(Debug, Clone, Copy)]
+struct Linear;
+
+/// `out[j] = Σ_i x[i, j]`, reading rows contiguously (the bias gradient).
+#[derive(Debug, Clone, Copy)]
+struct ColumnSums;
+
+/// `max(x, 0)` with a one-pass backward.
+#[derive(Debug, Clone, Copy)]
+struct Relu;
+
+/// `dy ⊙ [y > 0]` for `(dy, y)`: the backward of [`Relu`] from its output.
+#[derive(Debug, Clone, Copy)]
+struct ReluBackward;
+
+/// Problems smaller than this many multiply-adds run on the calling thread: waking the pool
+/// costs more than it saves (batch-1 inference).
+const PARALLEL_MIN_MACS: usize = 1 << 17;
+
+/// `dst[m, n] = (dst if accumulate) + lhs[m, k] · rhs[n, k]ᵀ`, all row-major and contiguous.
+fn gemm_nt<T: 'static + Copy + num_traits::Zero + num_traits::One>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    lhs: &[T],
+    rhs: &[T],
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    if dst.len() != m * n || lhs.len() != m * k || rhs.len() != n * k {
+        return Err(candle_core::Error::Msg(format!(
+            "linear: buffer sizes {}, {}, {} do not match m={m}, n={n}, k={k}",
+            dst.len(),
+            lhs.len(),
+            rhs.len()
+        )));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism =
+        if threads > 1 && m * n * k >= PARALLEL_MIN_MACS { Parallelism::Rayon(threads) } else { Parallelism::None };
+    // SAFETY: the three buffers hold exactly m·n, m·k and n·k elements (checked above) and the
+    // strides below address only those: dst row-major (rs = n, cs = 1), lhs row-major
+    // (rs = k, cs = 1), and rhs read as its transpose (element (p, j) = rhs[j·k + p]).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            k as isize,
+            1,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+fn linear_kernel<T: 'static + Copy + num_traits::Zero + num_traits::One>(
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    (batch, inp, out): (usize, usize, usize),
+) -> candle_core::Result<Vec<T>> {
+    let mut y = match b {
+        Some(b) => {
+            let mut y = Vec::with_capacity(batch * out);
+            for _ in 0..batch {
+                y.extend_from_slice(b);
+            }
+            y
+        }
+        None => vec![T::zero(); batch * out],
+    };
+    gemm_nt(batch, out, inp, &mut y, x, w, b.is_some())?;
+    Ok(y)
+}
+
+fn linear_dims(lx: &Layout, lw: &Layout, lb: Option<&Layout>) -> candle_core::Result<(usize, usize, usize)> {
+    let (batch, inp) = lx.shape().dims2()?;
+    let (out, w_in) = lw.shape().dims2()?;
+    let bias_ok = lb.is_none_or(|lb| lb.shape().dims() == [out]);
+    if w_in != inp || !bias_ok {
+        return Err(candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: lx.shape().clone(),
+            rhs: lw.shape().clone(),
+            op: "linear",
+        });
+    }
+    Ok((batch, inp, out))
+}
+
+fn linear_fwd(
+    sx: &CpuStorage,
+    lx: &Layout,
+    sw: &CpuStorage,
+    lw: &Layout,
+    bias: Option<(&CpuStorage, &Layout)>,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let dims = linear_dims(lx, lw, bias.map(|(_, l)| l))?;
+    let op = "linear";
+    let out = match (sx, sw, bias) {
+        (CpuStorage::F32(x), CpuStorage::F32(w), None) => {
+            CpuStorage::F32(linear_kernel(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(w), None) => {
+            CpuStorage::F64(linear_kernel(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
+        }
+        (CpuStorage::F32(x), CpuStorage::F32(w), Some((CpuStorage::F32(b), lb))) => CpuStorage::F32(linear_kernel(
+            contiguous(x, lx, op)?,
+            contiguous(w, lw, op)?,
+            Some(contiguous(b, lb, op)?),
+            dims,
+        )?),
+        (CpuStorage::F64(x), CpuStorage::F64(w), Some((CpuStorage::F64(b), lb))) => CpuStorage::F64(linear_kernel(
+            contiguous(x, lx, op)?,
+            contiguous(w, lw, op)?,
+            Some(contiguous(b, lb, op)?),
+            dims,
+        )?),
+        _ => return Err(candle_core::Error::UnsupportedDTypeForOp(sx.dtype(), op)),
+    };
+    Ok((out, Shape::from((dims.0, dims.2))))
+}
+
+/// The gradients of `y = x wᵀ + b` for the arguments that need one.
+fn linear_bwd(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Tensor)> {
+    let grad = grad.contiguous()?;
+    // `dyᵀ x`: candle's GEMM reads the transposed view in place and writes `[out, in]`.
+    let dw = grad.t()?.matmul(x)?;
+    let dx = if x.track_op() { Some(grad.matmul(w)?) } else { None };
+    Ok((dx, dw))
+}
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        linear_fwd(sx, lx, sw, lw, None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = linear_bwd(x, w, grad)?;
+        Ok((dx, Some(dw)))
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        linear_fwd(sx, lx, sw, lw, Some((sb, lb)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = linear_bwd(x, w, grad)?;
+        let db = grad.contiguous()?.apply_op1_no_bwd(&ColumnSums)?;
+        Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+fn column_sums<T: Copy + num_traits::Zero>(x: &[T], cols: usize) -> Vec<T> {
+    let mut acc = vec![T::zero(); cols];
+    for row in x.chunks_exact(cols) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a = *a + v;
+        }
+    }
+    acc
+}
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "column-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, cols) = l.shape().dims2()?;
+        let op = "column-sums";
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(column_sums(contiguous(v, l, op)?, cols)),
+            CpuStorage::F64(v) => CpuStorage::F64(column_sums(contiguous(v, l, op)?, cols)),
+            _ => return Err(candle_core::Error::UnsupportedDTypeForOp(s.dtype(), op)),
+        };
+        Ok((out, Shape::from(cols)))
+    }
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = "relu";
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(contiguous(v, l, op)?.iter().map(|&x| x.max(0.0)).collect()),
+            CpuStorage::F64(v) => CpuStorage::F64(contiguous(v, l, op)?.iter().map(|&x| x.max(0.0)).collect()),
+            _ => return Err(candle_core::Error::UnsupportedDTypeForOp(s.dtype(), op)),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?))
+    }
+}
+
+fn mask_by_positive<T: Copy + PartialOrd + num_traits::Zero>(grad: &[T], y: &[T]) -> Vec<T> {
+    grad.iter().zip(y).map(|(&g, &v)| if v > T::zero() { g } else { T::zero() }).collect()
+}
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "relu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sg: &CpuStorage,
+        lg: &Layout,
+        sy: &CpuStorage,
+        ly: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = "relu-backward";
+        if lg.shape() != ly.shape() {
+            return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                lhs: lg.shape().clone(),
+                rhs: ly.shape().clone(),
+                op,
+            });
+        }
+        let out = match (sg, sy) {
+            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
+                CpuStorage::F32(mask_by_positive(contiguous(g, lg, op)?, contiguous(y, ly, op)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
+                CpuStorage::F64(mask_by_positive(contiguous(g, lg, op)?, contiguous(y, ly, op)?))
+            }
+            _ => return Err(candle_core::Error::UnsupportedDTypeForOp(sg.dtype(), op)),
+        };
+        Ok((out, lg.shape().clone()))
+    }
+}
+
+fn fused(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// `x wᵀ + b` for `x [batch, in]`, `w [out, in]`, `b [out]`: one fused op on CPU for
+/// `f32`/`f64` (see the module docs for what its backward skips), [`linear_reference`]
+/// elsewhere. Shapes are checked; `name` (e.g. the layer prefix) goes into the error.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
+    let (_, inp) = x.dims2().map_err(|_| shape_error(name, x, w))?;
+    let (out, w_in) = w.dims2()?;
+    if inp != w_in {
+        return Err(shape_error(name, x, w));
+    }
+    if let Some(b) = b
+        && b.dims() != [out]
+    {
+        return Err(Error::Config(format!("{name}: bias shape {:?} does not match {out} outputs", b.dims())));
+    }
+    if !fused(x) || w.dtype() != x.dtype() {
+        return linear_reference(x, w, b);
+    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    Ok(match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear)?,
+        None => x.apply_op2(&w, Linear)?,
+    })
+}
+
+fn shape_error(name: &str, x: &Tensor, w: &Tensor) -> Error {
+    Error::Config(format!("{name}: expected input [batch, {}], got {:?}", w.dims().get(1).unwrap_or(&0), x.dims()))
+}
+
+/// The composite reference of [`linear`]: `x.matmul(wᵀ).broadcast_add(b)`.
+pub fn linear_reference(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul(&w.t()?)?;
+    Ok(match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+/// `max(x, 0)`, fused on CPU for `f32`/`f64` (one pass forward and backward; the gradient at
+/// exactly 0 is 0, as in PyTorch), candle's `relu` elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if !fused(x) {
+        return Ok(x.relu()?);
+    }
+    Ok(x.contiguous()?.apply_op1(Relu)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn tensor(n: usize, shape: &[usize], phase: f64, dtype: DType) -> Tensor {
+        let v: Vec<f64> = (0..n).map(|i| ((i as f64) * 0.731 + phase).sin()).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+    }
+
+    fn flat(t: &Tensor) -> Vec<f64> {
+        t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: {x} vs {y}");
+        }
+    }
+
+    /// Fused and composite agree on the output and on every gradient, through a ReLU and a
+    /// second layer so `dx` of the first layer's output is exercised. The same GEMM kernel
+    /// runs in both; sums may associate differently (1e-12 in f64, 1e-5 in f32).
+    fn check(dtype: DType, tol: f64, x_is_var: bool) {
+        let (batch, inp, hid, out) = (6, 5, 4, 3);
+        let x = Var::from_tensor(&tensor(batch * inp, &[batch, inp], 0.1, dtype)).unwrap();
+        let w1 = Var::from_tensor(&tensor(hid * inp, &[hid, inp], 0.7, dtype)).unwrap();
+        let b1 = Var::from_tensor(&tensor(hid, &[hid], 1.3, dtype)).unwrap();
+        let w2 = Var::from_tensor(&tensor(out * hid, &[out, hid], 2.1, dtype)).unwrap();
+        let c = tensor(batch * out, &[batch, out], 0.4, dtype);
+        let x_in = if x_is_var { x.as_tensor().clone() } else { x.as_tensor().detach() };
+        type Lin<'a> = &'a dyn Fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor;
+        let run = |lin: Lin<'_>, act: &dyn Fn(&Tensor) -> Tensor| {
+            let h = act(&lin(&x_in, w1.as_tensor(), Some(b1.as_tensor())));
+            let y = lin(&h, w2.as_tensor(), None);
+            let g = y.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+            let grad = |v: &Var| g.get(v.as_tensor()).map(flat);
+            (flat(&y), grad(&x), grad(&w1), grad(&b1), grad(&w2))
+        };
+        let fused = run(&|x, w, b| linear(x, w, b, "t").unwrap(), &|h| relu(h).unwrap());
+        let reference = run(&|x, w, b| linear_reference(x, w, b).unwrap(), &|h| h.relu().unwrap());
+        close(&fused.0, &reference.0, tol, "y");
+        assert_eq!(fused.1.is_some(), x_is_var, "dx only for a tracked input");
+        if x_is_var {
+            close(fused.1.as_ref().unwrap(), reference.1.as_ref().unwrap(), tol, "dx");
+        }
+        close(&fused.2.unwrap(), &reference.2.unwrap(), tol, "dw1");
+        close(&fused.3.unwrap(), &reference.3.unwrap(), tol, "db1");
+        close(&fused.4.unwrap(), &reference.4.unwrap(), tol, "dw2");
+    }
+
+    #[test]
+    fn fused_matches_reference() {
+        for x_is_var in [true, false] {
+            check(DType::F64, 1e-12, x_is_var);
+            check(DType::F32, 1e-5, x_is_var);
+        }
+    }
+
+    /// `dW`, `db` and `dx` of the fused op against central differences of the scalar
+    /// `Σ c ⊙ relu(x wᵀ + b)` in f64 (inputs kept away from the ReLU kink).
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (batch, inp, out) = (4, 3, 5);
+        let x = Var::from_tensor(&tensor(batch * inp, &[batch, inp], 0.3, DType::F64)).unwrap();
+        let w = Var::from_tensor(&tensor(out * inp, &[out, inp], 1.9, DType::F64)).unwrap();
+        let b = Var::from_tensor(&tensor(out, &[out], 0.2, DType::F64)).unwrap();
+        let c = tensor(batch * out, &[batch, out], 2.5, DType::F64);
+        let f = |x: &Tensor, w: &Tensor, b: &Tensor| -> f64 {
+            let y = relu(&linear(x, w, Some(b), "t").unwrap()).unwrap();
+            y.mul(&c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let grads = {
+            let y = relu(&linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), "t").unwrap()).unwrap();
+            y.mul(&c).unwrap().sum_all().unwrap().backward().unwrap()
+        };
+        let h = 1e-6;
+        for (which, var) in [(0, &x), (1, &w), (2, &b)] {
+            let base = flat(var.as_tensor());
+            let analytic = flat(grads.get(var.as_tensor()).unwrap());
+            for i in 0..base.len() {
+                let shifted = |d: f64| {
+                    let mut v = base.clone();
+                    v[i] += d;
+                    Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()
+                };
+                let eval = |t: Tensor| match which {
+                    0 => f(&t, w.as_tensor(), b.as_tensor()),
+                    1 => f(x.as_tensor(), &t, b.as_tensor()),
+                    _ => f(x.as_tensor(), w.as_tensor(), &t),
+                };
+                let fd = (eval(shifted(h)) - eval(shifted(-h))) / (2.0 * h);
+                assert!((fd - analytic[i]).abs() < 1e-7, "arg {which} [{i}]: fd {fd} vs {}", analytic[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let x = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::zeros((4, 5), DType::F32, &Device::Cpu).unwrap();
+        assert!(linear(&x, &w, None, "layer").unwrap_err().to_string().contains("layer"));
+        let w = Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        assert!(linear(&x, &w, Some(&b), "layer").is_err());
+        let x1 = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        assert!(linear(&x1, &w, None, "layer").is_err());
+        let w64 = Tensor::zeros((4, 3), DType::F64, &Device::Cpu).unwrap();
+        assert!(linear(&x, &w64, None, "layer").is_err(), "mixed dtypes are rejected by the reference matmul");
+    }
+
+    /// The single-threaded path (tiny problems) and the pooled path give the same numbers.
+    #[test]
+    fn small_and_large_problems_agree_with_reference() {
+        for (batch, inp, out) in [(1, 3, 2), (1, 784, 30), (64, 70, 40)] {
+            let x = tensor(batch * inp, &[batch, inp], 0.5, DType::F64);
+            let w = tensor(out * inp, &[out, inp], 0.9, DType::F64);
+            let b = tensor(out, &[out], 0.1, DType::F64);
+            close(
+                &flat(&linear(&x, &w, Some(&b), "t").unwrap()),
+                &flat(&linear_reference(&x, &w, Some(&b)).unwrap()),
+                1e-12,
+                "y",
+            );
+        }
+    }
+}
