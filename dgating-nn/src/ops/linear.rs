@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Sh
 use gemm::Parallelism;
 
 use crate::error::{Error, Result};
+use crate::ops::small_linear;
 use crate::ops::storage::contiguous;
 
 /// The fused `x wᵀ (+ b)` node. Arguments: `x [batch, in]`, `w [out, in]`, optionally `b [out]`.
@@ -115,6 +116,19 @@ fn linear_kernel<T: 'static + Copy + num_traits::Zero + num_traits::One>(
     Ok(y)
 }
 
+/// The `f32` forward: dot products for a few rows of a layer small enough for one thread
+/// (batch-1 inference; [`small_linear`]), the GEMM otherwise.
+fn linear_f32(x: &[f32], w: &[f32], b: Option<&[f32]>, dims: (usize, usize, usize)) -> candle_core::Result<Vec<f32>> {
+    let (batch, inp, out) = dims;
+    if batch <= small_linear::MAX_ROWS && batch * inp * out < PARALLEL_MIN_MACS {
+        if x.len() != batch * inp || w.len() != out * inp || b.is_some_and(|b| b.len() != out) {
+            return Err(candle_core::Error::Msg(format!("linear: buffer sizes do not match {dims:?}")));
+        }
+        return Ok(small_linear::linear_f32(x, w, b, inp, out));
+    }
+    linear_kernel(x, w, b, dims)
+}
+
 fn linear_dims(lx: &Layout, lw: &Layout, lb: Option<&Layout>) -> candle_core::Result<(usize, usize, usize)> {
     let (batch, inp) = lx.shape().dims2()?;
     let (out, w_in) = lw.shape().dims2()?;
@@ -140,12 +154,12 @@ fn linear_fwd(
     let op = "linear";
     let out = match (sx, sw, bias) {
         (CpuStorage::F32(x), CpuStorage::F32(w), None) => {
-            CpuStorage::F32(linear_kernel(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
+            CpuStorage::F32(linear_f32(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
         }
         (CpuStorage::F64(x), CpuStorage::F64(w), None) => {
             CpuStorage::F64(linear_kernel(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
         }
-        (CpuStorage::F32(x), CpuStorage::F32(w), Some((CpuStorage::F32(b), lb))) => CpuStorage::F32(linear_kernel(
+        (CpuStorage::F32(x), CpuStorage::F32(w), Some((CpuStorage::F32(b), lb))) => CpuStorage::F32(linear_f32(
             contiguous(x, lx, op)?,
             contiguous(w, lw, op)?,
             Some(contiguous(b, lb, op)?),

@@ -5,6 +5,7 @@ pub mod fused_update;
 pub mod gate_product;
 pub mod group_scale;
 pub mod linear;
+mod small_linear;
 mod storage;
 
 pub use gate_product::{gate_product, gate_product_reference};
