@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Support recovery on a built-in synthetic group-sparse regression, D in {2, 3, 4}.
+    /// End to end on built-in data, no download: synthetic support recovery (D in {2, 3, 4}),
+    /// then train, prune, export and reload a D-gated model on breast-cancer.
     Demo(demo::DemoArgs),
     /// Train a model (dense, D-Gating or a baseline) into a run directory.
     Train(Box<train::TrainArgs>),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use dgating_core::Threshold;
+use dgating_core::{CutBy, Decision, GapRule, ReadOut, Threshold};
 use dgating_prune::{PruneReport, evaluate_dir, prune_run};
 
 /// Arguments of `dgating prune`.
@@ -11,12 +11,18 @@ use dgating_prune::{PruneReport, evaluate_dir, prune_run};
 pub struct PruneArgs {
     /// Training run directory (from `dgating train`).
     run_dir: PathBuf,
-    /// Absolute group-norm threshold (default: the run's own).
+    /// Absolute group-norm threshold. Given alone (or with --threshold-rel) it replaces the
+    /// default read-out: a plain threshold, no gap rule, unset parts 0.
     #[arg(long)]
     threshold_abs: Option<f64>,
-    /// Threshold relative to the largest group norm of each layer (default: the run's own).
+    /// Threshold relative to the largest group norm of each layer (see --threshold-abs).
     #[arg(long)]
     threshold_rel: Option<f64>,
+    /// Gap factor of the gap rule (> 1): in each layer, drop every group below the highest
+    /// ratio >= FACTOR between consecutive sorted norms. Default read-out: 10, over the floor
+    /// 1e-3 absolute / 3e-2 relative; with --threshold-* it adds the gap rule to that floor.
+    #[arg(long)]
+    gap_factor: Option<f64>,
     /// Output directory of the compacted model.
     #[arg(long)]
     out: PathBuf,
@@ -37,9 +43,10 @@ pub struct EvalArgs {
 
 fn print_report(r: &PruneReport) {
     println!("pruned {} -> {}", r.run_dir.display(), r.out_dir.display());
-    println!("threshold: absolute {:e}, relative {:e}", r.threshold.absolute_part(), r.threshold.relative_part());
+    println!("read-out: {}", r.read_out);
     for g in &r.groups {
-        println!("  layer {} ({:?} groups): removed {} of {}", g.layer, g.site, g.removed, g.groups);
+        let why = g.decision.map(|d| describe(&d, r.read_out.gap)).unwrap_or_default();
+        println!("  layer {} ({:?} groups): removed {} of {}{why}", g.layer, g.site, g.removed, g.groups);
     }
     println!(
         "widths {:?} -> {:?}; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
@@ -72,12 +79,39 @@ fn print_report(r: &PruneReport) {
     );
 }
 
-pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let threshold = match (args.threshold_abs, args.threshold_rel) {
-        (None, None) => None,
-        (a, r) => Some(Threshold::new(a.unwrap_or(0.0), r.unwrap_or(0.0))?),
+/// `; cut 3.60e-2 (floor); largest gap 1.6x (1.35e0 -> 2.16e0), none >= 10x`.
+pub(crate) fn describe(d: &Decision, rule: Option<GapRule>) -> String {
+    let by = match (d.by, rule) {
+        (CutBy::Floor, None) => "threshold",
+        (CutBy::Floor, Some(_)) => "floor",
+        (CutBy::Gap, _) => "gap",
     };
-    let report = prune_run(&args.run_dir, threshold, &args.out)?;
+    let gap = |g: &dgating_core::Gap| {
+        let r = g.ratio();
+        let r = if r < 1e3 { format!("{r:.1}") } else { format!("{r:.1e}") };
+        format!("{r}x ({:.2e} -> {:.2e})", g.lower, g.upper)
+    };
+    let seen = match (rule, d.gap, d.largest_gap) {
+        (Some(_), Some(g), _) => format!("gap {}", gap(&g)),
+        (Some(r), None, Some(l)) => format!("largest gap {}, none >= {}x", gap(&l), r.factor()),
+        (None, _, Some(l)) => format!("largest gap {}", gap(&l)),
+        (_, _, None) => "no gap (fewer than 2 non-zero norms)".into(),
+    };
+    format!("; cut {:.2e} ({by}); {seen}", d.cutoff)
+}
+
+/// The read-out the flags ask for: the default, or a threshold floor with or without the gap
+/// rule.
+fn read_out(args: &PruneArgs) -> Result<ReadOut, Box<dyn std::error::Error>> {
+    let gap = args.gap_factor.map(GapRule::new).transpose()?;
+    Ok(match (args.threshold_abs, args.threshold_rel) {
+        (None, None) => ReadOut::new(ReadOut::default_floor(), Some(gap.unwrap_or_default())),
+        (a, r) => ReadOut::new(Threshold::new(a.unwrap_or(0.0), r.unwrap_or(0.0))?, gap),
+    })
+}
+
+pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let report = prune_run(&args.run_dir, &read_out(args)?, &args.out)?;
     print_report(&report);
     Ok(())
 }

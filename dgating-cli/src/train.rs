@@ -52,8 +52,9 @@ pub struct TrainArgs {
     /// Absolute group-norm threshold for counting active groups.
     #[arg(long, default_value_t = 1e-3)]
     threshold_abs: f64,
-    /// Threshold relative to the largest group norm.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Threshold relative to the largest group norm of each layer (the default floor of
+    /// `dgating prune`).
+    #[arg(long, default_value_t = 3e-2)]
     threshold_rel: f64,
     /// magnitude: fraction of groups to remove.
     #[arg(long, default_value_t = 0.5)]

@@ -70,11 +70,39 @@ fn csv_with_a_bad_cell_names_row_and_column() {
     assert!(stderr.contains("oops") && stderr.contains("`b`"), "{stderr}");
 }
 
+/// The demo end to end: synthetic recovery, then train, prune, export and reload on
+/// breast-cancer. The export on disk loads and matches the gated run; a re-run replaces the
+/// demo's own output and a directory holding anything else is refused untouched.
 #[test]
-fn demo_runs() {
-    let (code, stdout, stderr) = dgating(&["demo"]);
+fn demo_runs_end_to_end_and_its_export_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let out_s = out.to_str().unwrap();
+    let (code, stdout, stderr) = dgating(&["demo", "--out", out_s]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.matches(" yes ").count(), 3, "{stdout}");
+    assert!(stdout.contains("reloaded from disk") && stdout.contains("kept features"), "{stdout}");
+    let compact = out.join("compact");
+    for f in ["model.safetensors", "config.json", "report.json"] {
+        assert!(compact.join(f).exists(), "missing compact/{f}");
+    }
+    let model = dgating_prune::import(&compact).unwrap();
+    assert!(model.widths()[0] < 30, "no feature removed: {:?}", model.widths());
+    assert!(model.config.provenance.read_out.is_some());
+    let check = dgating_prune::check_export(&out.join("gated"), &compact).unwrap();
+    assert!(check.verification.max_rel <= 1e-5, "{:?}", check.verification);
+    assert_eq!(check.gated.accuracy, check.compacted.accuracy);
+    let (code, stdout, stderr) = dgating(&["eval", compact.to_str().unwrap(), "--data", "breast-cancer"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("compacted model on 569 rows"), "{stdout}");
+
+    let (code, _, stderr) = dgating(&["demo", "--out", out_s]);
+    assert_eq!(code, 0, "re-run: {stderr}");
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let (code, _, stderr) = dgating(&["demo", "--out", out_s]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("notes.txt") && !stderr.contains("panicked"), "{stderr}");
+    assert!(out.join("notes.txt").exists() && compact.join("model.safetensors").exists());
 }
 
 #[test]
@@ -102,14 +130,24 @@ fn prune_and_eval_a_trained_run() {
         dgating(&["prune", run.to_str().unwrap(), "--threshold-rel", "0.01", "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("removed") && stdout.contains("max rel"), "{stdout}");
+    // Explicit thresholds replace the default read-out: no gap rule.
+    assert!(stdout.contains("threshold absolute 0e0, relative 1e-2 (no gap rule)"), "{stdout}");
     assert!(out.join("model.safetensors").exists() && out.join("config.json").exists());
     let (code, stdout, stderr) = dgating(&["eval", out.to_str().unwrap(), "--data", "wine"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("compacted model on 178 rows"), "{stdout}");
-    // Bad inputs: negative threshold, a directory that holds no model, corrupt weights.
+    // No flags: the default read-out, with its cut-off and gap per layer.
+    let out2 = dir.path().join("small-default");
+    let (code, stdout, stderr) = dgating(&["prune", run.to_str().unwrap(), "--out", out2.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("read-out: gap rule (factor 10)") && stdout.contains("; cut "), "{stdout}");
+    // Bad inputs: negative threshold, gap factor <= 1, a directory that holds no model, corrupt weights.
     let (code, _, stderr) = dgating(&["prune", run.to_str().unwrap(), "--threshold-abs=-1", "--out", "/tmp/x"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("threshold"), "{stderr}");
+    let (code, _, stderr) = dgating(&["prune", run.to_str().unwrap(), "--gap-factor", "1", "--out", "/tmp/x"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("gap factor"), "{stderr}");
     let (code, _, stderr) = dgating(&["eval", dir.path().to_str().unwrap(), "--data", "wine"]);
     assert_eq!(code, 1, "{stderr}");
     std::fs::write(out.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{}").unwrap();

@@ -2,6 +2,8 @@
 //!
 //! D-Gating drives unneeded groups towards 0 geometrically but never to exact zero in finite
 //! time (SPEC.md §2), so which groups are "zero" is decided by a threshold on `||w_j||`.
+//! The default read-out of `dgating prune`, [`ReadOut`](crate::ReadOut), uses a `Threshold`
+//! as its floor and adds the [`GapRule`](crate::GapRule).
 
 use serde::{Deserialize, Serialize};
 

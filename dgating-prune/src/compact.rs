@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use dgating_core::Threshold;
+use dgating_core::{ReadOut, Threshold};
 use dgating_nn::data::Standardizer;
 use dgating_nn::params::ParamStore;
 use dgating_nn::train::EpochMetrics;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::PrunePlan;
+use crate::report::GroupsRemoved;
 
 /// Format tag of a compacted model (`config.json` field `format` and safetensors metadata
 /// key `format`).
@@ -33,14 +34,29 @@ pub struct Provenance {
     pub lambda: Option<f64>,
     /// Training mode of the run (`dgating`, `prox`, ...).
     pub mode: Option<String>,
-    /// The threshold that decided which groups are zero (`None` when built from masks).
+    /// The threshold that decided which groups are zero — with a gap rule, its floor
+    /// (`None` when built from masks).
     pub threshold: Option<Threshold>,
+    /// The full read-out: the rule and, per gate site, the cut-off, which part set it and
+    /// the gaps seen. `None` when built from masks, and in files written before it existed
+    /// (they still load).
+    #[serde(default)]
+    pub read_out: Option<ReadOutRecord>,
     /// Widths `[input, hidden.., output]` before pruning.
     pub original_widths: Vec<usize>,
     /// For each hidden width, the original indices of the kept neurons.
     pub kept_hidden: Vec<Vec<usize>>,
     /// The run's last epoch metrics, if available.
     pub metrics: Option<EpochMetrics>,
+}
+
+/// How the groups of a compacted model were chosen ([`Provenance::read_out`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadOutRecord {
+    /// The rule: floor and optional gap rule.
+    pub rule: ReadOut,
+    /// Per gate site, in layer order.
+    pub sites: Vec<GroupsRemoved>,
 }
 
 /// Everything needed to rebuild and run a compacted model (`config.json`).
@@ -170,7 +186,8 @@ pub fn compact(model: &Mlp, plan: &PrunePlan) -> Result<CompactMlp> {
             depth: layers.iter().find_map(GatedLinear::depth),
             lambda: None,
             mode: None,
-            threshold: None,
+            threshold: plan.read_out.map(|r| r.floor),
+            read_out: plan.read_out.map(|rule| ReadOutRecord { rule, sites: GroupsRemoved::of_plan(plan) }),
             original_widths: plan.widths_before(),
             kept_hidden: plan.widths[1..n].iter().map(|w| w.kept()).collect(),
             metrics: None,

@@ -1,9 +1,10 @@
 //! [`evaluate_dir`]: evaluate a training run (gated checkpoint) or a compacted export alike —
-//! the library side of `dgating eval`.
+//! the library side of `dgating eval`; [`check_export`]: reload an export from disk and hold
+//! it against the run it came from.
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use dgating_nn::data::Dataset;
 use dgating_nn::train::engine::{TensorData, evaluate};
 use dgating_nn::train::run::load_run_model;
@@ -12,6 +13,51 @@ use crate::compact::FullInputModel;
 use crate::error::{Error, Result};
 use crate::export::{MODEL_FILE, import};
 use crate::report::Evaluation;
+use crate::verify::{Verification, verify};
+
+/// An exported model reloaded from disk and compared with its training run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExportCheck {
+    /// Widths `[kept inputs, hidden.., outputs]` of the reloaded model.
+    pub widths: Vec<usize>,
+    /// Parameters of the reloaded model.
+    pub params: usize,
+    /// Names of the kept input features, when the run had names.
+    pub kept_input_names: Option<Vec<String>>,
+    /// Reloaded model vs the run's gated model (masked and unmasked) on the held-out split.
+    pub verification: Verification,
+    /// Held-out loss/accuracy of the gated model.
+    pub gated: Evaluation,
+    /// Held-out loss/accuracy of the reloaded compacted model.
+    pub compacted: Evaluation,
+}
+
+/// Imports the compacted model in `compact_dir` (trusting nothing, see [`import`]) and
+/// compares it with the gated model of `run_dir` on the run's held-out split: the outputs
+/// ([`verify`]) and the held-out loss and accuracy of both. The end-to-end check that what was
+/// written is what was trained.
+pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
+    let (cfg, model) = load_run_model(run_dir)?;
+    let compact = import(compact_dir)?;
+    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
+    if test.is_empty() {
+        return Err(Error::format(run_dir.join("config.json"), "the run's held-out split is empty"));
+    }
+    let x = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
+    let verification = verify(&model, &compact, &x)?;
+    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
+    let (loss, accuracy) = evaluate(&model, &data)?;
+    let gated = Evaluation { loss, accuracy };
+    let (loss, accuracy) = evaluate(&FullInputModel(&compact), &data)?;
+    Ok(ExportCheck {
+        widths: compact.widths().to_vec(),
+        params: compact.num_params(),
+        kept_input_names: compact.config.kept_input_names.clone(),
+        verification,
+        gated,
+        compacted: Evaluation { loss, accuracy },
+    })
+}
 
 /// What was evaluated.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,11 +6,13 @@
 //! of this code, is in `docs/FORMAT.md`.
 //!
 //! ```text
-//! Mlp + Threshold --PrunePlan::new--> plan --compact--> CompactMlp --export--> dir --import--> CompactMlp
+//! Mlp + ReadOut --PrunePlan::with_read_out--> plan --compact--> CompactMlp --export--> dir --import--> CompactMlp
 //!                                        verify(gated, compact, x): compacted == masked gated
 //! ```
 //!
-//! [`prune_run`] does all of it for a run directory of `dgating train`.
+//! [`prune_run`] does all of it for a run directory of `dgating train`. The default read-out
+//! ([`dgating_core::ReadOut::default`]) is the gap rule over a `1e-3` absolute / `3e-2`
+//! relative floor; docs/EXPERIMENTS.md ("Read-out threshold") has the measurements behind it.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -42,11 +44,11 @@ pub mod plan;
 pub mod report;
 pub mod verify;
 
-pub use compact::{COMPACT_FORMAT, CompactConfig, CompactMlp, FullInputModel, Provenance, compact};
+pub use compact::{COMPACT_FORMAT, CompactConfig, CompactMlp, FullInputModel, Provenance, ReadOutRecord, compact};
 pub use error::{Error, Result};
-pub use evaluate::{DirEvaluation, evaluate_dir};
+pub use evaluate::{DirEvaluation, ExportCheck, check_export, evaluate_dir};
 pub use export::{CONFIG_FILE, MODEL_FILE, export, import, parse_config, parse_model};
 pub use pipeline::prune_run;
-pub use plan::{PrunePlan, SitePlan, TensorSlice, WidthPlan, threshold, width_members};
+pub use plan::{PrunePlan, SitePlan, TensorSlice, WidthPlan, site_norms, threshold, width_members};
 pub use report::{Cost, Evaluation, GroupsRemoved, Latency, PruneReport};
 pub use verify::{Verification, masked_reference, verify};

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use dgating_core::Threshold;
+use dgating_core::ReadOut;
 use dgating_nn::train::engine::{TensorData, evaluate};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{EpochMetrics, Mode};
@@ -23,17 +23,19 @@ pub const LATENCY_REPETITIONS: usize = 20;
 /// File name of the report written next to the compacted model.
 pub const REPORT_FILE: &str = "report.json";
 
-/// Prunes the run in `run_dir` with `threshold` (`None`: the run's own read-out threshold,
-/// `train.threshold` of its config) and writes the compacted model to `out_dir`
-/// (`model.safetensors`, `config.json`, plus `report.json`). Refuses to write into the run
-/// directory or any directory that holds a training run.
-pub fn prune_run(run_dir: &Path, threshold: Option<Threshold>, out_dir: &Path) -> Result<PruneReport> {
+/// Prunes the run in `run_dir` with `read_out` (`ReadOut::default()`: the gap rule over the
+/// documented floor; `ReadOut::from(threshold)`: a plain threshold) and writes the compacted
+/// model to `out_dir` (`model.safetensors`, `config.json`, plus `report.json`). Refuses to
+/// write into the run directory or any directory that holds a training run.
+///
+/// The run's own `train.threshold` is not used: it only counts active groups in the
+/// training metrics.
+pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<PruneReport> {
     check_out_dir(run_dir, out_dir)?;
     let (cfg, model) = load_run_model(run_dir)?;
-    let threshold = threshold.unwrap_or(cfg.train.threshold);
-    let plan = PrunePlan::new(&model, &threshold)?;
+    let plan = PrunePlan::with_read_out(&model, read_out)?;
     let mut compacted = compact(&model, &plan)?;
-    annotate(&mut compacted, &cfg, threshold, last_metrics(run_dir)?)?;
+    annotate(&mut compacted, &cfg, last_metrics(run_dir)?)?;
     let dense = compact(&model, &PrunePlan::keep_all(&model)?)?;
 
     let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
@@ -58,7 +60,7 @@ pub fn prune_run(run_dir: &Path, threshold: Option<Threshold>, out_dir: &Path) -
     let report = PruneReport {
         run_dir: run_dir.into(),
         out_dir: out_dir.into(),
-        threshold,
+        read_out: *read_out,
         before: Cost::of_widths(&plan.widths_before()),
         after: Cost::of_widths(&plan.widths_after()),
         groups: GroupsRemoved::of_plan(&plan),
@@ -73,13 +75,9 @@ pub fn prune_run(run_dir: &Path, threshold: Option<Threshold>, out_dir: &Path) -
     Ok(report)
 }
 
-/// Fills in what the run knows: feature names, standardizer, λ, mode, threshold, metrics.
-pub fn annotate(
-    model: &mut CompactMlp,
-    cfg: &RunConfig,
-    threshold: Threshold,
-    metrics: Option<EpochMetrics>,
-) -> Result<()> {
+/// Fills in what the run knows: feature names, standardizer, λ, mode, metrics (the read-out
+/// is recorded by [`compact`] from the plan).
+pub fn annotate(model: &mut CompactMlp, cfg: &RunConfig, metrics: Option<EpochMetrics>) -> Result<()> {
     let c = &mut model.config;
     if cfg.feature_names.len() == c.input_dim_full {
         c.kept_input_names = Some(c.kept_input_indices().iter().map(|&i| cfg.feature_names[i].clone()).collect());
@@ -94,7 +92,6 @@ pub fn annotate(
     if matches!(cfg.train.mode, Mode::Dgating | Mode::Direct | Mode::Prox) {
         p.lambda = Some(cfg.train.gate.lambda());
     }
-    p.threshold = Some(threshold);
     p.metrics = metrics;
     Ok(())
 }

@@ -15,13 +15,17 @@
 //! `l` to width `l`. A width whose groups come from two sites keeps an entry only if both keep
 //! it (a zero row feeding ReLU and a zero column are each enough to make the entry dead).
 //!
+//! Which groups are zero is decided per gate site by a [`ReadOut`] on the composed group
+//! norms ([`site_norms`]): by default the gap rule over a threshold floor
+//! (`dgating_core::readout`); [`PrunePlan::new`] takes a plain [`Threshold`].
+//!
 //! Degenerate cases: nothing below the threshold gives an all-keep plan (the compacted model
 //! is the folded, unpruned one); a width with *every* entry below the threshold is refused
 //! with [`Error::EmptyLayer`] rather than collapsed into a constant model; output groups
 //! (width `L`) are refused with [`Error::Plan`], since removing outputs changes what the model
 //! predicts.
 
-use dgating_core::{Threshold, as_slices};
+use dgating_core::{Decision, ReadOut, Threshold, as_slices};
 use dgating_nn::train::metrics::effective_buffers;
 use dgating_nn::{GateSite, Mlp};
 use serde::{Deserialize, Serialize};
@@ -32,6 +36,22 @@ use crate::error::{Error, Result};
 /// into [`Error::Threshold`].
 pub fn threshold(absolute: f64, relative: f64) -> Result<Threshold> {
     Threshold::new(absolute, relative).map_err(|e| Error::Threshold { absolute, relative, message: e.to_string() })
+}
+
+/// `||w_j||` of the composed (effective, `ω ⊙ Πγ`) weights of every layer that has a gate
+/// site, in layer order (one `Vec` per site; a hidden-neuron group includes its bias entry).
+/// Refuses non-finite norms with [`Error::NonFinite`]: no read-out can decide on them.
+pub fn site_norms(model: &Mlp) -> Result<Vec<Vec<f64>>> {
+    let mut out = vec![];
+    for layer in model.layers().iter().filter(|l| l.site() != GateSite::None) {
+        let (layout, bufs) = effective_buffers(layer)?;
+        let norms = layout.group_norms(&as_slices(&bufs))?;
+        if norms.iter().any(|n| !n.is_finite()) {
+            return Err(Error::NonFinite { what: format!("group norms of {}", layer.prefix()) });
+        }
+        out.push(norms);
+    }
+    Ok(out)
 }
 
 /// One slice that goes with an entry of a width: `tensor` cut along `axis` (block 1).
@@ -72,6 +92,9 @@ pub struct SitePlan {
     pub norms: Vec<f64>,
     /// Kept groups.
     pub keep: Vec<bool>,
+    /// The read-out's cut-off, which part set it and the gaps it saw; `None` when built from
+    /// given masks.
+    pub decision: Option<Decision>,
 }
 
 impl SitePlan {
@@ -111,26 +134,29 @@ pub struct PrunePlan {
     pub sites: Vec<SitePlan>,
     /// One entry per width `[input, hidden.., output]`.
     pub widths: Vec<WidthPlan>,
+    /// The read-out that made the masks; `None` when built from given masks.
+    pub read_out: Option<ReadOut>,
 }
 
 impl PrunePlan {
-    /// Thresholds the composed group norms of every layer that has a gate site.
+    /// Thresholds the composed group norms of every layer that has a gate site (the
+    /// threshold alone, no gap rule).
     pub fn new(model: &Mlp, threshold: &Threshold) -> Result<Self> {
-        let mut masks = vec![];
-        let mut norms_all = vec![];
-        for layer in model.layers().iter().filter(|l| l.site() != GateSite::None) {
-            let (layout, bufs) = effective_buffers(layer)?;
-            let norms = layout.group_norms(&as_slices(&bufs))?;
-            if norms.iter().any(|n| !n.is_finite()) {
-                return Err(Error::NonFinite { what: format!("group norms of {}", layer.prefix()) });
-            }
-            masks.push(threshold.keep_mask(&norms));
-            norms_all.push(norms);
-        }
+        Self::with_read_out(model, &ReadOut::from(*threshold))
+    }
+
+    /// Applies `read_out` to the composed group norms of every layer that has a gate site,
+    /// each layer on its own (the gap and the relative floor are per layer).
+    pub fn with_read_out(model: &Mlp, read_out: &ReadOut) -> Result<Self> {
+        let norms_all = site_norms(model)?;
+        let decisions: Vec<Decision> = norms_all.iter().map(|n| read_out.decide(n)).collect();
+        let masks = decisions.iter().zip(&norms_all).map(|(d, n)| d.keep_mask(n)).collect();
         let mut plan = Self::from_site_masks(model, masks)?;
-        for (site, norms) in plan.sites.iter_mut().zip(norms_all) {
+        for ((site, norms), d) in plan.sites.iter_mut().zip(norms_all).zip(decisions) {
             site.norms = norms;
+            site.decision = Some(d);
         }
+        plan.read_out = Some(*read_out);
         Ok(plan)
     }
 
@@ -169,7 +195,7 @@ impl PrunePlan {
             for (w, &k) in widths[width].keep.iter_mut().zip(&keep) {
                 *w &= k;
             }
-            sites.push(SitePlan { layer: l, site: layer.site(), width, norms: vec![], keep });
+            sites.push(SitePlan { layer: l, site: layer.site(), width, norms: vec![], keep, decision: None });
         }
         for wp in &widths[..n] {
             if !wp.keep.iter().any(|&k| k) {
@@ -178,7 +204,7 @@ impl PrunePlan {
                 return Err(Error::EmptyLayer { layer, kind, groups: wp.keep.len() });
             }
         }
-        Ok(Self { sites, widths })
+        Ok(Self { sites, widths, read_out: None })
     }
 
     /// A plan that removes nothing (the folded, unpruned model).

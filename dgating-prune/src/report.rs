@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use dgating_core::Threshold;
+use dgating_core::{Decision, ReadOut};
 use dgating_nn::{GateSite, Mlp, Model};
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +36,8 @@ impl Cost {
     }
 }
 
-/// Groups of one gate site before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Groups of one gate site before and after, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupsRemoved {
     /// Layer index.
     pub layer: usize,
@@ -47,6 +47,10 @@ pub struct GroupsRemoved {
     pub groups: usize,
     /// Groups removed.
     pub removed: usize,
+    /// The read-out's cut-off for this site and the gaps it saw (`None` for plans built from
+    /// given masks). Absent in files written before the gap rule.
+    #[serde(default)]
+    pub decision: Option<Decision>,
 }
 
 impl GroupsRemoved {
@@ -54,7 +58,13 @@ impl GroupsRemoved {
     pub fn of_plan(plan: &PrunePlan) -> Vec<Self> {
         plan.sites
             .iter()
-            .map(|s| Self { layer: s.layer, site: s.site, groups: s.keep.len(), removed: s.removed() })
+            .map(|s| Self {
+                layer: s.layer,
+                site: s.site,
+                groups: s.keep.len(),
+                removed: s.removed(),
+                decision: s.decision,
+            })
             .collect()
     }
 }
@@ -130,13 +140,13 @@ pub struct PruneReport {
     pub run_dir: PathBuf,
     /// Where the compacted model was written.
     pub out_dir: PathBuf,
-    /// The threshold used.
-    pub threshold: Threshold,
+    /// The read-out that decided which groups are zero.
+    pub read_out: ReadOut,
     /// The dense model the gated one computes.
     pub before: Cost,
     /// The compacted model.
     pub after: Cost,
-    /// Per gate site.
+    /// Per gate site: what was removed, the cut-off and the gaps.
     pub groups: Vec<GroupsRemoved>,
     /// Compacted vs gated outputs on the held-out split.
     pub verification: Verification,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bits, hidden_model, input_model, inputs, train_run};
-use dgating_core::Threshold;
+use dgating_core::{CutBy, ReadOut, Threshold};
 use dgating_nn::Model;
 use dgating_prune::{Error, PrunePlan, compact, import, prune_run, verify};
 
@@ -57,6 +57,45 @@ fn thresholded_groups_match_the_masked_model() {
     assert!(v.unmasked_max_abs > v.max_abs, "removing non-zero groups changes the unmasked outputs: {v:?}");
     let err = c.forward_reduced(&x).unwrap_err();
     assert!(matches!(err, Error::Input { expected: 8, .. }), "{err}");
+}
+
+/// The default read-out records itself: the rule and each site's cut-off reach the plan and
+/// the exported config, and survive the round trip. With the floor at 0 the gap decides.
+#[test]
+fn read_out_decisions_are_recorded_in_plan_and_export() {
+    let model = input_model(10, &[12], 2, 2, 3);
+    // Shrink features 3 and 7 to 1e-4 of their size: a gap of ~1e4 in layer 0's norms.
+    let g = model.layers()[0].gates_var().unwrap();
+    let scale: Vec<f32> = (0..10).map(|i| if i == 3 || i == 7 { 1e-4 } else { 1.0 }).collect();
+    let s = candle_core::Tensor::from_vec(scale, (10, 1), &candle_core::Device::Cpu).unwrap();
+    g.set(&g.as_tensor().broadcast_mul(&s).unwrap()).unwrap();
+
+    let plan = PrunePlan::with_read_out(&model, &ReadOut::default()).unwrap();
+    assert_eq!(plan.sites[0].removed(), 2);
+    let d = plan.sites[0].decision.unwrap();
+    // The gap lies far below the 3e-2 floor: both remove the same features, the floor is the cut.
+    assert_eq!(d.by, CutBy::Floor);
+    let gap = d.gap.unwrap();
+    assert!(gap.ratio() > 1e3 && gap.below == 2, "{gap:?}");
+    assert_eq!(plan.read_out, Some(ReadOut::default()));
+
+    let c = compact(&model, &plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    dgating_prune::export(&c, dir.path()).unwrap();
+    let p = import(dir.path()).unwrap().config.provenance;
+    assert_eq!(p.threshold, Some(ReadOut::default().floor));
+    let rec = p.read_out.unwrap();
+    assert_eq!(rec.rule, ReadOut::default());
+    assert_eq!((rec.sites[0].removed, rec.sites[0].decision), (2, Some(d)));
+
+    // Floor 0: the gap rule alone cuts at the gap's lower edge.
+    let gap_only = ReadOut::new(Threshold::absolute(0.0).unwrap(), Some(dgating_core::GapRule::default()));
+    let plan = PrunePlan::with_read_out(&model, &gap_only).unwrap();
+    let d = plan.sites[0].decision.unwrap();
+    assert_eq!((d.by, d.cutoff, plan.sites[0].removed()), (CutBy::Gap, gap.lower, 2));
+    // A threshold plan records the threshold as a rule without gap.
+    let plan = PrunePlan::new(&model, &Threshold::relative(1e-2).unwrap()).unwrap();
+    assert_eq!(plan.read_out.unwrap().gap, None);
 }
 
 /// Nothing below the threshold: the same widths, weights bit-identical to the folded gated
@@ -121,7 +160,7 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
     let run = tempfile::tempdir().unwrap();
     train_run("mlp", "wine", 3, 0.2, 100, run.path());
     let out = tempfile::tempdir().unwrap();
-    let report = prune_run(run.path(), None, out.path()).unwrap();
+    let report = prune_run(run.path(), &ReadOut::default(), out.path()).unwrap();
     let kept = report.after.widths[0];
     assert!(kept < 13 && kept > 0, "{report:?}");
     assert_eq!(report.before.widths, vec![13, 64, 3]);
@@ -163,7 +202,7 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
 fn prune_run_refuses_to_overwrite_the_run() {
     let run = tempfile::tempdir().unwrap();
     train_run("linear", "wine", 2, 0.1, 2, run.path());
-    let err = prune_run(run.path(), None, run.path()).unwrap_err();
+    let err = prune_run(run.path(), &ReadOut::default(), run.path()).unwrap_err();
     assert!(matches!(err, Error::OutputDir { .. }), "{err}");
     assert!(dgating_nn::train::run::load_run_model(run.path()).is_ok());
 }
@@ -189,7 +228,7 @@ fn prune_run_on_a_prox_run_removes_the_exact_zeros() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let report = prune_run(run.path(), Some(Threshold::absolute(0.0).unwrap()), out.path()).unwrap();
+    let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path()).unwrap();
     assert_eq!(report.after.widths, vec![5, 1]);
     assert_eq!(report.verification.unmasked_max_abs, report.verification.max_abs);
     assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);

@@ -200,3 +200,27 @@ fn bad_configs_are_named_errors() {
     export(&m, dir.path()).unwrap();
     assert!(import(dir.path()).is_ok());
 }
+
+/// Configs written before the read-out record existed (no `provenance.read_out`, no per-site
+/// `decision`) still load, and so does a record whose sites lack a decision.
+#[test]
+fn configs_without_the_read_out_record_still_load() {
+    let (dir, m) = exported();
+    let path = dir.path().join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(v["provenance"]["read_out"].is_object(), "export records the read-out: {v}");
+    v["provenance"].as_object_mut().unwrap().remove("read_out");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let loaded = import(dir.path()).unwrap();
+    assert_eq!(loaded.config.provenance.read_out, None);
+    assert_eq!(loaded.config.widths, m.config.widths);
+
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["provenance"]["read_out"] = serde_json::json!({
+        "rule": {"floor": {"absolute": 0.0, "relative": 0.0}, "gap": null},
+        "sites": [{"layer": 0, "site": "outputs", "groups": 4, "removed": 0}]
+    });
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let rec = import(dir.path()).unwrap().config.provenance.read_out.unwrap();
+    assert_eq!(rec.sites[0].decision, None);
+}

@@ -59,7 +59,10 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Weight decay of ungated tensors (coupled for SGD, decoupled for AdamW).
     pub ungated_weight_decay: f64,
-    /// Read-out of active groups in the metrics.
+    /// Read-out of active groups in the metrics. Default `1e-3` absolute, `3e-2` relative: the
+    /// floor of `dgating prune`'s default read-out (`dgating_core::ReadOut`), so the metric
+    /// counts what pruning would keep when the layer has no gap (docs/EXPERIMENTS.md,
+    /// "Read-out threshold"; `1e-3` relative counted LeNet's collapsed neurons as active).
     pub threshold: Threshold,
     /// `ε` of the `direct` mode's smoothed norm.
     pub direct_epsilon: f64,
@@ -77,7 +80,7 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// Sensible defaults for `mode`: SGD with momentum 0.9, lr 0.05, cosine schedule with
     /// 100 warm-up steps, batch 128, 20 epochs, threshold `1e-3` absolute
-    /// and `1e-3` relative.
+    /// and `3e-2` relative.
     pub fn new(mode: Mode, gate: GateConfig) -> Self {
         Self {
             mode,
@@ -88,7 +91,7 @@ impl TrainConfig {
             optimizer: OptimizerKind::Sgd { momentum: 0.9 },
             schedule: Schedule::Cosine { warmup: 100 },
             ungated_weight_decay: 0.0,
-            threshold: Threshold::new(1e-3, 1e-3).expect("constant threshold is valid"),
+            threshold: Threshold::new(1e-3, 3e-2).expect("constant threshold is valid"),
             direct_epsilon: 1e-6,
             target_sparsity: 0.5,
             finetune_epochs: 5,
