@@ -12,13 +12,16 @@
 //!
 //! # candle's elementwise worker pool
 //!
-//! candle 0.11 runs large elementwise ops (e.g. every gradient accumulation in backward) on its
-//! own "barrier pool" of `threads − 1` workers, which spin 25 000 times before parking after
-//! each op. On a machine with few cores that spinning takes a core from the GEMM threads that
-//! run next: on the 2-core machine, the MLP 784-512-512-10 training step (batch 256) took
-//! 12.0 ms dense / 13.5 ms D = 3 with the default against 10.2 / 11.2 ms with a limit of 2000
-//! (medians of 3 interleaved runs, `dgating-bench/examples/step_time`; docs/PERFORMANCE.md).
-//! [`configure`] sets `CANDLE_BARRIER_POOL_SPIN_LIMIT=2000` when the user has not set it.
+//! candle 0.11 runs large elementwise ops (every gradient accumulation in backward, among
+//! others) on its own "barrier pool" of `CANDLE_NUM_THREADS − 1` workers, next to the rayon pool
+//! of `RAYON_NUM_THREADS` threads that runs the GEMMs. Both default to every core, so the
+//! process oversubscribes the machine, and the pool workers spin up to 25 000 times after each
+//! op, taking a core from the GEMM that runs next. On the 2-core machine (criterion
+//! `train_step`, docs/PERFORMANCE.md), one thread for candle's elementwise ops made the step
+//! faster and removed most of the D-Gating overhead: LeNet-300-100 b128 dense / D = 3 3.00 /
+//! 3.18 ms → 2.59 / 2.13 ms; MLP 784-512-512-10 b256 12.99 / 13.08 ms → 10.68 / 10.45 ms.
+//! [`configure`] sets `CANDLE_NUM_THREADS=1` when the user has not set it; GEMMs keep all
+//! `RAYON_NUM_THREADS` threads.
 //!
 //! # Allocator
 //!
@@ -29,7 +32,7 @@
 //! thresholds so freed buffers are reused. mimalloc was measured 2× slower on gated training
 //! here (it zeroes a fresh 2 MiB huge page for each ~1 MB temporary).
 
-/// Sets `RAYON_NUM_THREADS` and `CANDLE_BARRIER_POOL_SPIN_LIMIT` (each only if unset) and
+/// Sets `RAYON_NUM_THREADS` (all cores) and `CANDLE_NUM_THREADS` (1), each only if unset, and
 /// tunes glibc's allocator (mmap threshold 32 MiB, trim threshold 1 GiB, top pad 64 MiB; a
 /// no-op on other platforms).
 ///
@@ -43,9 +46,9 @@ pub unsafe fn configure() {
         // SAFETY: the caller guarantees no other thread runs (see above).
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: as above.
-        unsafe { std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "2000") };
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called with valid constants
