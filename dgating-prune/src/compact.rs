@@ -262,16 +262,17 @@ impl CompactMlp {
         }
     }
 
-    /// The layer loop, with exactly the ops of the gated forward (`dgating_nn::ops::linear`,
-    /// then `relu`): same GEMM kernel, same bias handling.
+    /// The layer loop, with the ops of the gated forward (`dgating_nn::ops::linear_relu` for
+    /// hidden layers, `linear` for the last): same GEMM kernels, same bias handling.
     fn run_layers(&self, x: &Tensor) -> dgating_nn::Result<Tensor> {
         let last = self.layers.len() - 1;
         let mut h = x.to_dtype(DType::F32)?;
         for (l, (w, b)) in self.layers.iter().enumerate() {
-            h = ops::linear(&h, w, Some(b), "compact layer")?;
-            if l < last {
-                h = ops::relu(&h)?;
-            }
+            h = if l < last {
+                ops::linear_relu(&h, w, Some(b), "compact layer")?
+            } else {
+                ops::linear(&h, w, Some(b), "compact layer")?
+            };
         }
         Ok(h)
     }

@@ -266,6 +266,24 @@ impl GatedLinear {
         }
     }
 
+    /// `relu(x Wᵀ + b)`: [`GatedLinear::forward`] followed by ReLU, as one fused op where the
+    /// gates do not sit between the two (ungated layers and input groups).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor));
+        match (&self.gates, self.site) {
+            (Some(_), GateSite::Outputs) => ops::relu(&self.forward(x)?),
+            (Some(gates), GateSite::Inputs) => {
+                check_input(x, self.in_dim, &self.prefix)?;
+                let prod = gate_product(gates.as_tensor())?;
+                ops::linear_relu(&scale_groups(x, &prod, GroupAxis::Cols)?, w, b, &self.prefix)
+            }
+            _ => {
+                check_input(x, self.in_dim, &self.prefix)?;
+                ops::linear_relu(x, w, b, &self.prefix)
+            }
+        }
+    }
+
     /// Zeroes every group whose `keep[j]` is false, in place: its gates when gated, else its
     /// weight slice (and bias entries for output groups). Kept groups are untouched, so the
     /// result is exactly the masked model that compaction must reproduce.

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layers::{GateInit, GateSite, GatedLinear};
 use crate::model::Model;
-use crate::ops;
 use crate::params::ParamStore;
 
 /// The architecture of an [`Mlp`]: enough to rebuild it at any sizes (stored in
@@ -160,10 +159,7 @@ impl Model for Mlp {
         let mut h = x.clone();
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            if l < last {
-                h = ops::relu(&h)?;
-            }
+            h = if l < last { layer.forward_relu(&h)? } else { layer.forward(&h)? };
         }
         Ok(h)
     }

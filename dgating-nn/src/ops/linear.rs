@@ -24,9 +24,12 @@ use crate::error::{Error, Result};
 use crate::ops::small_linear;
 use crate::ops::storage::contiguous;
 
-/// The fused `x wᵀ (+ b)` node. Arguments: `x [batch, in]`, `w [out, in]`, optionally `b [out]`.
+/// The fused `x wᵀ (+ b)` node, optionally followed by ReLU. Arguments: `x [batch, in]`,
+/// `w [out, in]`, optionally `b [out]`.
 #[derive(Debug, Clone, Copy)]
-struct Linear;
+struct Linear {
+    relu: bool,
+}
 
 /// `out[j] = Σ_i x[i, j]`, reading rows contiguously (the bias gradient).
 #[derive(Debug, Clone, Copy)]
@@ -179,10 +182,11 @@ fn linear_fwd(
     sw: &CpuStorage,
     lw: &Layout,
     bias: Option<(&CpuStorage, &Layout)>,
+    relu: bool,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let dims = linear_dims(lx, lw, bias.map(|(_, l)| l))?;
     let op = "linear";
-    let out = match (sx, sw, bias) {
+    let mut out = match (sx, sw, bias) {
         (CpuStorage::F32(x), CpuStorage::F32(w), None) => {
             CpuStorage::F32(linear_f32(contiguous(x, lx, op)?, contiguous(w, lw, op)?, None, dims)?)
         }
@@ -203,12 +207,24 @@ fn linear_fwd(
         )?),
         _ => return Err(candle_core::Error::UnsupportedDTypeForOp(sx.dtype(), op)),
     };
+    if relu {
+        match &mut out {
+            CpuStorage::F32(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+            CpuStorage::F64(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+            _ => {}
+        }
+    }
     Ok((out, Shape::from((dims.0, dims.2))))
 }
 
-/// The gradients of `y = x wᵀ + b` for the arguments that need one.
-fn linear_bwd(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Tensor)> {
+/// The gradient w.r.t. the pre-activation: `dy`, masked by `y > 0` after a ReLU.
+fn pre_activation_grad(relu: bool, res: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
     let grad = grad.contiguous()?;
+    if relu { grad.apply_op2_no_bwd(res, &ReluBackward) } else { Ok(grad) }
+}
+
+/// The gradients of `y = x wᵀ + b` for the arguments that need one (`grad` contiguous).
+fn linear_bwd(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Tensor)> {
     // `dyᵀ x`: candle's GEMM reads the transposed view in place and writes `[out, in]`.
     let dw = grad.t()?.matmul(x)?;
     let dx = if x.track_op() { Some(grad.matmul(w)?) } else { None };
@@ -227,17 +243,18 @@ impl CustomOp2 for Linear {
         sw: &CpuStorage,
         lw: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        linear_fwd(sx, lx, sw, lw, None)
+        linear_fwd(sx, lx, sw, lw, None, self.relu)
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = linear_bwd(x, w, grad)?;
+        let grad = pre_activation_grad(self.relu, res, grad)?;
+        let (dx, dw) = linear_bwd(x, w, &grad)?;
         Ok((dx, Some(dw)))
     }
 }
@@ -256,7 +273,7 @@ impl CustomOp3 for Linear {
         sb: &CpuStorage,
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        linear_fwd(sx, lx, sw, lw, Some((sb, lb)))
+        linear_fwd(sx, lx, sw, lw, Some((sb, lb)), self.relu)
     }
 
     fn bwd(
@@ -264,11 +281,12 @@ impl CustomOp3 for Linear {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = linear_bwd(x, w, grad)?;
-        let db = grad.contiguous()?.apply_op1_no_bwd(&ColumnSums)?;
+        let grad = pre_activation_grad(self.relu, res, grad)?;
+        let (dx, dw) = linear_bwd(x, w, &grad)?;
+        let db = grad.apply_op1_no_bwd(&ColumnSums)?;
         Ok((dx, Some(dw), Some(db)))
     }
 }
@@ -365,6 +383,17 @@ fn fused(t: &Tensor) -> bool {
 /// `f32`/`f64` (see the module docs for what its backward skips), [`linear_reference`]
 /// elsewhere. Shapes are checked; `name` (e.g. the layer prefix) goes into the error.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
+    linear_op(x, w, b, name, false)
+}
+
+/// `relu(x wᵀ + b)` as the same single op: the ReLU is applied to the GEMM's output in place,
+/// and its backward masks `dy` in the pass that feeds the linear backward (no separate node,
+/// no gradient accumulation for the pre-activation).
+pub fn linear_relu(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<Tensor> {
+    linear_op(x, w, b, name, true)
+}
+
+fn linear_op(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str, relu: bool) -> Result<Tensor> {
     let (_, inp) = x.dims2().map_err(|_| shape_error(name, x, w))?;
     let (out, w_in) = w.dims2()?;
     if inp != w_in {
@@ -376,12 +405,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str) -> Result<
         return Err(Error::Config(format!("{name}: bias shape {:?} does not match {out} outputs", b.dims())));
     }
     if !fused(x) || w.dtype() != x.dtype() {
-        return linear_reference(x, w, b);
+        let y = linear_reference(x, w, b)?;
+        return if relu { Ok(y.relu()?) } else { Ok(y) };
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let op = Linear { relu };
     Ok(match b {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear)?,
-        None => x.apply_op2(&w, Linear)?,
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
+        None => x.apply_op2(&w, op)?,
     })
 }
 
@@ -449,6 +480,22 @@ mod tests {
         };
         let fused = run(&|x, w, b| linear(x, w, b, "t").unwrap(), &|h| relu(h).unwrap());
         let reference = run(&|x, w, b| linear_reference(x, w, b).unwrap(), &|h| h.relu().unwrap());
+        // The first layer as one linear + ReLU op (the identity "activation" after it).
+        let fused_relu = run(
+            &|x, w, b| if b.is_some() { linear_relu(x, w, b, "t").unwrap() } else { linear(x, w, b, "t").unwrap() },
+            &|h| h.clone(),
+        );
+        close(&fused_relu.0, &reference.0, tol, "y (linear_relu)");
+        for (name, a, r) in [
+            ("dw1", &fused_relu.2, &reference.2),
+            ("db1", &fused_relu.3, &reference.3),
+            ("dw2", &fused_relu.4, &reference.4),
+        ] {
+            close(a.as_ref().unwrap(), r.as_ref().unwrap(), tol, name);
+        }
+        if x_is_var {
+            close(fused_relu.1.as_ref().unwrap(), reference.1.as_ref().unwrap(), tol, "dx (linear_relu)");
+        }
         close(&fused.0, &reference.0, tol, "y");
         assert_eq!(fused.1.is_some(), x_is_var, "dx only for a tracked input");
         if x_is_var {
@@ -467,8 +514,8 @@ mod tests {
         }
     }
 
-    /// `dW`, `db` and `dx` of the fused op against central differences of the scalar
-    /// `Σ c ⊙ relu(x wᵀ + b)` in f64 (inputs kept away from the ReLU kink).
+    /// `dW`, `db` and `dx` of the fused linear + ReLU op against central differences of the
+    /// scalar `Σ c ⊙ relu(x wᵀ + b)` in f64 (inputs kept away from the ReLU kink).
     #[test]
     fn gradients_match_finite_differences() {
         let (batch, inp, out) = (4, 3, 5);
@@ -477,11 +524,11 @@ mod tests {
         let b = Var::from_tensor(&tensor(out, &[out], 0.2, DType::F64)).unwrap();
         let c = tensor(batch * out, &[batch, out], 2.5, DType::F64);
         let f = |x: &Tensor, w: &Tensor, b: &Tensor| -> f64 {
-            let y = relu(&linear(x, w, Some(b), "t").unwrap()).unwrap();
+            let y = linear_relu(x, w, Some(b), "t").unwrap();
             y.mul(&c).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
         };
         let grads = {
-            let y = relu(&linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), "t").unwrap()).unwrap();
+            let y = linear_relu(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), "t").unwrap();
             y.mul(&c).unwrap().sum_all().unwrap().backward().unwrap()
         };
         let h = 1e-6;
