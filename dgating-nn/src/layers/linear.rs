@@ -266,12 +266,16 @@ impl GatedLinear {
         }
     }
 
-    /// `relu(x Wᵀ + b)`: [`GatedLinear::forward`] followed by ReLU, as one fused op where the
-    /// gates do not sit between the two (ungated layers and input groups).
+    /// `relu(x Wᵀ + b)`: [`GatedLinear::forward`] followed by ReLU, with the ReLU fused into the
+    /// op before it: the linear op for ungated layers and input groups, the gate scaling for
+    /// output groups.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         let (w, b) = (self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor));
         match (&self.gates, self.site) {
-            (Some(_), GateSite::Outputs) => ops::relu(&self.forward(x)?),
+            (Some(gates), GateSite::Outputs) => {
+                let prod = gate_product(gates.as_tensor())?;
+                ops::scale_cols_relu(&linear_forward(x, w, b, &self.prefix)?, &prod)
+            }
             (Some(gates), GateSite::Inputs) => {
                 check_input(x, self.in_dim, &self.prefix)?;
                 let prod = gate_product(gates.as_tensor())?;

@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::error::Result;
+use crate::ops::linear::ReluBackward;
 use crate::ops::storage::contiguous;
 
 /// Which axis of a `[rows, cols]` matrix the groups index.
@@ -25,6 +26,10 @@ pub enum GroupAxis {
 /// `out[i, j] = w[i, j] · s[i]` (rows) or `· s[j]` (columns).
 #[derive(Debug, Clone, Copy)]
 struct ScaleGroups(GroupAxis);
+
+/// `max(w[i, j] · s[j], 0)`: column-group scaling followed by ReLU (gated output neurons).
+#[derive(Debug, Clone, Copy)]
+struct ScaleColsRelu;
 
 /// `out[g] = Σ a[g-th row or column] · b[same]` — the backward of [`ScaleGroups`] w.r.t. `s`.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +131,53 @@ impl CustomOp2 for ScaleGroups {
     }
 }
 
+impl CustomOp2 for ScaleColsRelu {
+    fn name(&self) -> &'static str {
+        "scale-cols-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, cols) = dims2(l1)?;
+        if l2.shape().dims() != [cols] {
+            return Err(shape_mismatch(l1, l2, "scale-cols-relu"));
+        }
+        let mut out = per_dtype!(s1, s2, "scale-cols-relu", |w, s| {
+            scale_kernel(
+                contiguous(w, l1, "scale-cols-relu")?,
+                contiguous(s, l2, "scale-cols-relu")?,
+                cols,
+                GroupAxis::Cols,
+            )
+        });
+        match &mut out {
+            CpuStorage::F32(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+            CpuStorage::F64(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+            _ => {}
+        }
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        s: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // Mask once; then the two passes of the plain scaling's backward.
+        let masked = grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?;
+        let dh = masked.apply_op2_no_bwd(s, &ScaleGroups(GroupAxis::Cols))?;
+        let ds = masked.apply_op2_no_bwd(h, &GroupDot(GroupAxis::Cols))?;
+        Ok((Some(dh), Some(ds)))
+    }
+}
+
 impl CustomOp2 for GroupDot {
     fn name(&self) -> &'static str {
         "group-dot"
@@ -158,6 +210,16 @@ pub fn scale_groups(w: &Tensor, s: &Tensor, axis: GroupAxis) -> Result<Tensor> {
         return scale_groups_reference(w, s, axis);
     }
     Ok(w.contiguous()?.apply_op2(&s.contiguous()?, ScaleGroups(axis))?)
+}
+
+/// `relu(h ⊙ s)` with `s` one scalar per column (`h`: `[batch, n]`, `s`: `[n]`): the gated
+/// output neurons of a hidden layer followed by their activation, as one op on CPU (one pass
+/// forward; backward masks once, then one pass each for `dh` and `ds`), composite elsewhere.
+pub fn scale_cols_relu(h: &Tensor, s: &Tensor) -> Result<Tensor> {
+    if !h.device().is_cpu() || !matches!(h.dtype(), DType::F32 | DType::F64) {
+        return Ok(scale_groups_reference(h, s, GroupAxis::Cols)?.relu()?);
+    }
+    Ok(h.contiguous()?.apply_op2(&s.contiguous()?, ScaleColsRelu)?)
 }
 
 /// The composite reference of [`scale_groups`] (plain broadcast ops).
@@ -212,6 +274,36 @@ mod tests {
         for axis in [GroupAxis::Rows, GroupAxis::Cols] {
             check(axis, DType::F64, 1e-12);
             check(axis, DType::F32, 1e-5);
+        }
+    }
+
+    /// `scale_cols_relu` against `relu(scale_groups_reference(..))`: output and both gradients
+    /// (entries kept away from the kink; same arithmetic per element, sums reordered).
+    #[test]
+    fn scale_cols_relu_matches_reference() {
+        let dev = Device::Cpu;
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let h: Vec<f64> = (0..35).map(|i| ((i as f64) * 0.37).sin() + 0.05).collect();
+            let h = Var::from_tensor(&Tensor::from_vec(h, (5, 7), &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let s: Vec<f64> =
+                (0..7).map(|i| if i % 3 == 0 { -0.4 - 0.1 * i as f64 } else { 0.5 + 0.3 * i as f64 }).collect();
+            let s = Var::from_tensor(&Tensor::from_vec(s, 7, &dev).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            let c: Vec<f64> = (0..35).map(|i| ((i as f64) * 1.1).cos()).collect();
+            let c = Tensor::from_vec(c, (5, 7), &dev).unwrap().to_dtype(dtype).unwrap();
+            let run = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+                let out = f(h.as_tensor(), s.as_tensor());
+                let g = out.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+                let flat =
+                    |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+                [flat(&out), flat(g.get(h.as_tensor()).unwrap()), flat(g.get(s.as_tensor()).unwrap())]
+            };
+            let fused = run(&|h, s| scale_cols_relu(h, s).unwrap());
+            let reference = run(&|h, s| scale_groups_reference(h, s, GroupAxis::Cols).unwrap().relu().unwrap());
+            for (a, b) in fused.iter().zip(&reference) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{dtype:?}: {x} vs {y}");
+                }
+            }
         }
     }
 

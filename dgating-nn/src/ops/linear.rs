@@ -41,7 +41,7 @@ struct Relu;
 
 /// `dy ⊙ [y > 0]` for `(dy, y)`: the backward of [`Relu`] from its output.
 #[derive(Debug, Clone, Copy)]
-struct ReluBackward;
+pub(crate) struct ReluBackward;
 
 /// Problems smaller than this many multiply-adds run on the calling thread: waking the pool
 /// costs more than it saves (batch-1 inference).
