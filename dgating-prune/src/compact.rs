@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use dgating_core::{ReadOut, Threshold};
 use dgating_nn::data::Standardizer;
 use dgating_nn::params::ParamStore;
+use dgating_nn::tensor_util::cpu_f32;
 use dgating_nn::train::EpochMetrics;
 use dgating_nn::{GateSite, GatedLinear, Mlp, MlpConfig, Model, ops};
 use serde::{Deserialize, Serialize};
@@ -262,11 +263,16 @@ impl CompactMlp {
         }
     }
 
-    /// The layer loop, with the ops of the gated forward (`dgating_nn::ops::linear_relu` for
-    /// hidden layers, `linear` for the last): same GEMM kernels, same bias handling.
+    /// The layer loop, with the kernels of the gated forward (`dgating_nn::ops::linear_relu` for
+    /// hidden layers, `linear` for the last): on plain buffers for CPU tensors, as candle ops
+    /// on other devices.
     fn run_layers(&self, x: &Tensor) -> dgating_nn::Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?.contiguous()?;
+        if let Some(y) = self.run_layers_f32(&x)? {
+            return Ok(y);
+        }
         let last = self.layers.len() - 1;
-        let mut h = x.to_dtype(DType::F32)?;
+        let mut h = x;
         for (l, (w, b)) in self.layers.iter().enumerate() {
             h = if l < last {
                 ops::linear_relu(&h, w, Some(b), "compact layer")?
@@ -275,6 +281,33 @@ impl CompactMlp {
             };
         }
         Ok(h)
+    }
+}
+
+impl CompactMlp {
+    /// [`CompactMlp::run_layers`] on plain `f32` buffers borrowed from CPU tensors: the same
+    /// kernels without a candle op per layer (the per-op cost dominates tiny compacted layers at
+    /// batch 1; docs/PERFORMANCE.md). `None` when `x` or a weight is not a contiguous CPU `f32`
+    /// tensor.
+    fn run_layers_f32(&self, x: &Tensor) -> dgating_nn::Result<Option<Tensor>> {
+        let (xs, xl) = x.storage_and_layout();
+        let guards: Vec<_> =
+            self.layers.iter().map(|(w, b)| (w.storage_and_layout(), b.storage_and_layout())).collect();
+        let Some(input) = cpu_f32(&xs, xl) else { return Ok(None) };
+        let mut weights = Vec::with_capacity(guards.len());
+        for ((ws, wl), (bs, bl)) in &guards {
+            let (Some(w), Some(b)) = (cpu_f32(ws, wl), cpu_f32(bs, bl)) else { return Ok(None) };
+            weights.push((w, b));
+        }
+        let widths = &self.config.widths;
+        let last = weights.len() - 1;
+        let mut h: Option<Vec<f32>> = None;
+        for (l, (w, b)) in weights.into_iter().enumerate() {
+            let inp = h.as_deref().unwrap_or(input);
+            h = Some(ops::linear_forward_f32(inp, w, Some(b), (widths[l], widths[l + 1]), l < last)?);
+        }
+        let batch = x.dim(0)?;
+        Ok(Some(Tensor::from_vec(h.unwrap_or_default(), (batch, widths[last + 1]), &Device::Cpu)?))
     }
 }
 
