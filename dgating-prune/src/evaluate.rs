@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use dgating_nn::data::Dataset;
 use dgating_nn::train::engine::{TensorData, evaluate};
 use dgating_nn::train::run::load_run_model;
@@ -13,7 +13,7 @@ use crate::compact::FullInputModel;
 use crate::error::{Error, Result};
 use crate::export::{MODEL_FILE, import};
 use crate::report::Evaluation;
-use crate::verify::{Verification, verify};
+use crate::verify::{Verification, check_on_held_out};
 
 /// An exported model reloaded from disk and compared with its training run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,23 +39,14 @@ pub struct ExportCheck {
 pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
     let (cfg, model) = load_run_model(run_dir)?;
     let compact = import(compact_dir)?;
-    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
-    if test.is_empty() {
-        return Err(Error::format(run_dir.join("config.json"), "the run's held-out split is empty"));
-    }
-    let x = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
-    let verification = verify(&model, &compact, &x)?;
-    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let (loss, accuracy) = evaluate(&model, &data)?;
-    let gated = Evaluation { loss, accuracy };
-    let (loss, accuracy) = evaluate(&FullInputModel(&compact), &data)?;
+    let held_out = check_on_held_out(run_dir, &cfg, &model, &compact)?;
     Ok(ExportCheck {
         widths: compact.widths().to_vec(),
         params: compact.num_params(),
         kept_input_names: compact.config.kept_input_names.clone(),
-        verification,
-        gated,
-        compacted: Evaluation { loss, accuracy },
+        verification: held_out.verification,
+        gated: held_out.gated,
+        compacted: held_out.compacted,
     })
 }
 

@@ -3,18 +3,17 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use dgating_core::ReadOut;
-use dgating_nn::train::engine::{TensorData, evaluate};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{EpochMetrics, Mode};
 
-use crate::compact::{CompactMlp, FullInputModel, compact};
+use crate::compact::{CompactMlp, compact};
 use crate::error::{Error, Result};
 use crate::export::export;
 use crate::plan::PrunePlan;
-use crate::report::{Cost, Evaluation, GroupsRemoved, PruneReport, measure_latency};
-use crate::verify::verify;
+use crate::report::{Cost, GroupsRemoved, PruneReport, measure_latency};
+use crate::verify::check_on_held_out;
 
 /// Rows per timed forward pass (held-out rows repeated to this size).
 pub const LATENCY_BATCH: usize = 1024;
@@ -38,23 +37,12 @@ pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<P
     annotate(&mut compacted, &cfg, last_metrics(run_dir)?)?;
     let dense = compact(&model, &PrunePlan::keep_all(&model)?)?;
 
-    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
-    if test.is_empty() {
-        return Err(Error::format(
-            run_dir.join("config.json"),
-            "the run's held-out split is empty: nothing to verify on",
-        ));
-    }
-    let x = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
-    let verification = verify(&model, &compacted, &x)?;
-    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let (loss, accuracy) = evaluate(&model, &data)?;
-    let gated_eval = Evaluation { loss, accuracy };
-    let (loss, accuracy) = evaluate(&FullInputModel(&compacted), &data)?;
-    let compact_eval = Evaluation { loss, accuracy };
+    let held_out = check_on_held_out(run_dir, &cfg, &model, &compacted)?;
 
     export(&compacted, out_dir)?;
-    let ids: Vec<u32> = (0..LATENCY_BATCH).map(|i| (i % test.len()) as u32).collect();
+    let x = &held_out.inputs;
+    let rows = x.dim(0)?;
+    let ids: Vec<u32> = (0..LATENCY_BATCH).map(|i| (i % rows) as u32).collect();
     let xb = x.index_select(&Tensor::from_vec(ids, LATENCY_BATCH, &Device::Cpu)?, 0)?;
     let latency = measure_latency(&model, &dense, &compacted, &xb, LATENCY_REPETITIONS)?;
     let report = PruneReport {
@@ -64,9 +52,9 @@ pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<P
         before: Cost::of_widths(&plan.widths_before()),
         after: Cost::of_widths(&plan.widths_after()),
         groups: GroupsRemoved::of_plan(&plan),
-        verification,
-        gated_eval,
-        compact_eval,
+        verification: held_out.verification,
+        gated_eval: held_out.gated,
+        compact_eval: held_out.compacted,
         latency,
     };
     let path = out_dir.join(REPORT_FILE);

@@ -4,12 +4,17 @@
 //! ([`masked_reference`]): exactly the function compaction must reproduce. The distance to
 //! the *unmasked* gated model is reported too; it measures what the threshold itself cost.
 
-use candle_core::{DType, Tensor};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use dgating_nn::train::engine::{TensorData, evaluate};
+use dgating_nn::train::run::RunConfig;
 use dgating_nn::{GateSite, GatedLinear, Mlp, Model};
 use serde::{Deserialize, Serialize};
 
-use crate::compact::CompactMlp;
+use crate::compact::{CompactMlp, FullInputModel};
 use crate::error::{Error, Result};
+use crate::report::Evaluation;
 
 /// Output differences between a gated model and its compacted form.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -96,4 +101,41 @@ pub fn verify(gated: &Mlp, compact: &CompactMlp, inputs: &Tensor) -> Result<Veri
         max_rel: max_abs / scale.max(f64::MIN_POSITIVE),
         unmasked_max_abs: max_abs_diff(&y_gated, &y)?,
     })
+}
+
+/// A gated model and its compacted form on a run's held-out split.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldOutCheck {
+    /// The held-out features `[rows, features]` (standardized, as the models take them).
+    pub inputs: Tensor,
+    /// Output differences ([`verify`]).
+    pub verification: Verification,
+    /// Held-out loss/accuracy of the gated model.
+    pub gated: Evaluation,
+    /// Held-out loss/accuracy of the compacted model.
+    pub compacted: Evaluation,
+}
+
+/// Verifies `compact` against `gated` and evaluates both on the held-out split of the run in
+/// `run_dir` (configuration `cfg`); an empty split is an error naming the run's config.
+pub(crate) fn check_on_held_out(
+    run_dir: &Path,
+    cfg: &RunConfig,
+    gated: &Mlp,
+    compact: &CompactMlp,
+) -> Result<HeldOutCheck> {
+    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
+    if test.is_empty() {
+        return Err(Error::format(
+            run_dir.join("config.json"),
+            "the run's held-out split is empty: nothing to verify on",
+        ));
+    }
+    let inputs = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
+    let verification = verify(gated, compact, &inputs)?;
+    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
+    let (loss, accuracy) = evaluate(gated, &data)?;
+    let gated_eval = Evaluation { loss, accuracy };
+    let (loss, accuracy) = evaluate(&FullInputModel(compact), &data)?;
+    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted: Evaluation { loss, accuracy } })
 }

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::error::Result;
-use crate::ops::linear::ReluBackward;
+use crate::ops::linear::{ReluBackward, relu_in_place};
 use crate::ops::storage::contiguous;
 
 /// Which axis of a `[rows, cols]` matrix the groups index.
@@ -143,24 +143,9 @@ impl CustomOp2 for ScaleColsRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, cols) = dims2(l1)?;
-        if l2.shape().dims() != [cols] {
-            return Err(shape_mismatch(l1, l2, "scale-cols-relu"));
-        }
-        let mut out = per_dtype!(s1, s2, "scale-cols-relu", |w, s| {
-            scale_kernel(
-                contiguous(w, l1, "scale-cols-relu")?,
-                contiguous(s, l2, "scale-cols-relu")?,
-                cols,
-                GroupAxis::Cols,
-            )
-        });
-        match &mut out {
-            CpuStorage::F32(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
-            CpuStorage::F64(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
-            _ => {}
-        }
-        Ok((out, l1.shape().clone()))
+        let (mut out, shape) = ScaleGroups(GroupAxis::Cols).cpu_fwd(s1, l1, s2, l2)?;
+        relu_in_place(&mut out);
+        Ok((out, shape))
     }
 
     fn bwd(

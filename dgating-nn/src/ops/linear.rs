@@ -208,13 +208,18 @@ fn linear_fwd(
         _ => return Err(candle_core::Error::UnsupportedDTypeForOp(sx.dtype(), op)),
     };
     if relu {
-        match &mut out {
-            CpuStorage::F32(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
-            CpuStorage::F64(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
-            _ => {}
-        }
+        relu_in_place(&mut out);
     }
     Ok((out, Shape::from((dims.0, dims.2))))
+}
+
+/// `max(y, 0)` over a freshly computed `f32`/`f64` output (other dtypes never reach it).
+pub(crate) fn relu_in_place(out: &mut CpuStorage) {
+    match out {
+        CpuStorage::F32(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+        CpuStorage::F64(v) => v.iter_mut().for_each(|y| *y = y.max(0.0)),
+        _ => {}
+    }
 }
 
 /// The gradient w.r.t. the pre-activation: `dy`, masked by `y > 0` after a ReLU.
