@@ -34,7 +34,7 @@ pub struct ExportCheck {
 
 /// Imports the compacted model in `compact_dir` (trusting nothing, see [`import`]) and
 /// compares it with the gated model of `run_dir` on the run's held-out split: the outputs
-/// ([`verify`]) and the held-out loss and accuracy of both. The end-to-end check that what was
+/// ([`verify`](crate::verify())) and the held-out loss and accuracy of both. The end-to-end check that what was
 /// written is what was trained.
 pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
     let (cfg, model) = load_run_model(run_dir)?;
