@@ -124,11 +124,21 @@ impl CustomOp2 for ScaleGroups {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dw = grad.apply_op2_no_bwd(s, self)?;
-        let ds = grad.apply_op2_no_bwd(w, &GroupDot(self.0))?;
-        Ok((Some(dw), Some(ds)))
+        scale_backward(&grad.contiguous()?, w, s, self.0)
     }
+}
+
+/// The gradients of `w ⊙ s` (groups along `axis`) for the contiguous upstream `grad`: `dw` and
+/// the per-group dot products `ds`, one pass each.
+fn scale_backward(
+    grad: &Tensor,
+    w: &Tensor,
+    s: &Tensor,
+    axis: GroupAxis,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let dw = grad.apply_op2_no_bwd(s, &ScaleGroups(axis))?;
+    let ds = grad.apply_op2_no_bwd(w, &GroupDot(axis))?;
+    Ok((Some(dw), Some(ds)))
 }
 
 impl CustomOp2 for ScaleColsRelu {
@@ -155,11 +165,9 @@ impl CustomOp2 for ScaleColsRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        // Mask once; then the two passes of the plain scaling's backward.
+        // Mask once; then the plain scaling's backward.
         let masked = grad.contiguous()?.apply_op2_no_bwd(res, &ReluBackward)?;
-        let dh = masked.apply_op2_no_bwd(s, &ScaleGroups(GroupAxis::Cols))?;
-        let ds = masked.apply_op2_no_bwd(h, &GroupDot(GroupAxis::Cols))?;
-        Ok((Some(dh), Some(ds)))
+        scale_backward(&masked, h, s, GroupAxis::Cols)
     }
 }
 
