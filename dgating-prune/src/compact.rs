@@ -8,9 +8,10 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use dgating_core::{ReadOut, Threshold};
-use dgating_nn::data::Standardizer;
+use dgating_nn::data::{Standardizer, Task};
 use dgating_nn::params::ParamStore;
 use dgating_nn::tensor_util::cpu_f32;
+use dgating_nn::train::DataSpec;
 use dgating_nn::train::EpochMetrics;
 use dgating_nn::{GateSite, GatedLinear, Mlp, MlpConfig, Model, ops};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,18 @@ pub struct Provenance {
     pub metrics: Option<EpochMetrics>,
 }
 
+/// The held-out rows of the run a model came from: the run's data specification, seed and
+/// data hash (refused if the data changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutSource {
+    /// The run's data (source, target, split).
+    pub data: DataSpec,
+    /// The run's seed (it seeds the split).
+    pub seed: u64,
+    /// SHA-256 of the run's raw data.
+    pub data_sha256: Option<String>,
+}
+
 /// How the groups of a compacted model were chosen ([`Provenance::read_out`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadOutRecord {
@@ -78,6 +91,24 @@ pub struct CompactConfig {
     /// Standardization of the *full* raw inputs (training statistics), applied before
     /// selecting the kept features.
     pub standardizer: Option<Standardizer>,
+    /// Names of all `input_dim_full` original features, in order: new data is matched to them
+    /// by name. `None` in files written before they were recorded.
+    #[serde(default)]
+    pub input_names: Option<Vec<String>>,
+    /// The training data's target column.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// What the model predicts.
+    #[serde(default)]
+    pub task: Option<Task>,
+    /// Class names of a classifier: output `k` is class `class_names[k]`; labels of new data
+    /// are mapped by name.
+    #[serde(default)]
+    pub class_names: Option<Vec<String>>,
+    /// The data and split of the run it came from: `dgating eval` without `--data` scores
+    /// its held-out rows.
+    #[serde(default)]
+    pub held_out: Option<HeldOutSource>,
     /// Where the model came from.
     pub provenance: Provenance,
 }
@@ -110,6 +141,20 @@ impl CompactConfig {
                 return Err(format!("kept_inputs must be ascending indices below {}", self.input_dim_full));
             }
             _ => {}
+        }
+        if let Some(names) = &self.input_names
+            && names.len() != self.input_dim_full
+        {
+            return Err(format!("{} input_names for input_dim_full = {}", names.len(), self.input_dim_full));
+        }
+        let outputs = self.widths[self.widths.len() - 1];
+        if let Some(c) = &self.class_names
+            && c.len() != outputs
+        {
+            return Err(format!("{} class_names for {outputs} outputs", c.len()));
+        }
+        if self.task == Some(Task::Regression) && (outputs != 1 || self.class_names.is_some()) {
+            return Err(format!("a regression model has 1 output and no class names, this one has {outputs}"));
         }
         if let Some(names) = &self.kept_input_names
             && names.len() != self.widths[0]
@@ -183,6 +228,11 @@ pub fn compact(model: &Mlp, plan: &PrunePlan) -> Result<CompactMlp> {
         kept_inputs: input.prunes().then(|| input.kept()),
         kept_input_names: None,
         standardizer: None,
+        input_names: None,
+        target: None,
+        task: None,
+        class_names: None,
+        held_out: None,
         provenance: Provenance {
             depth: layers.iter().find_map(GatedLinear::depth),
             lambda: None,

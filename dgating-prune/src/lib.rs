@@ -44,9 +44,11 @@ pub mod plan;
 pub mod report;
 pub mod verify;
 
-pub use compact::{COMPACT_FORMAT, CompactConfig, CompactMlp, FullInputModel, Provenance, ReadOutRecord, compact};
+pub use compact::{
+    COMPACT_FORMAT, CompactConfig, CompactMlp, FullInputModel, HeldOutSource, Provenance, ReadOutRecord, compact,
+};
 pub use error::{Error, Result};
-pub use evaluate::{DirEvaluation, ExportCheck, check_export, evaluate_dir};
+pub use evaluate::{DirEvaluation, ExportCheck, ModelInputs, Predictions, check_export, evaluate_dir, predict_dir};
 pub use export::{CONFIG_FILE, MODEL_FILE, export, import, parse_config, parse_model};
 pub use pipeline::prune_run;
 pub use plan::{PrunePlan, SitePlan, TensorSlice, WidthPlan, site_norms, threshold, width_members};

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use dgating_nn::train::engine::{TensorData, evaluate};
+use dgating_nn::train::engine::{TensorData, score};
 use dgating_nn::train::run::RunConfig;
 use dgating_nn::{GateSite, GatedLinear, Mlp, Model};
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,7 @@ pub(crate) fn check_on_held_out(
     gated: &Mlp,
     compact: &CompactMlp,
 ) -> Result<HeldOutCheck> {
-    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
+    let test = cfg.held_out()?;
     if test.is_empty() {
         return Err(Error::format(
             run_dir.join("config.json"),
@@ -134,8 +134,7 @@ pub(crate) fn check_on_held_out(
     let inputs = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
     let verification = verify(gated, compact, &inputs)?;
     let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let (loss, accuracy) = evaluate(gated, &data)?;
-    let gated_eval = Evaluation { loss, accuracy };
-    let (loss, accuracy) = evaluate(&FullInputModel(compact), &data)?;
-    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted: Evaluation { loss, accuracy } })
+    let gated_eval = score(gated, &data)?;
+    let compacted = score(&FullInputModel(compact), &data)?;
+    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted })
 }

@@ -75,12 +75,17 @@ fn round_trip_is_exact_and_names_are_pinned() {
         keys,
         [
             "activation",
+            "class_names",
             "format",
+            "held_out",
             "input_dim_full",
+            "input_names",
             "kept_input_names",
             "kept_inputs",
             "provenance",
             "standardizer",
+            "target",
+            "task",
             "widths"
         ]
     );
