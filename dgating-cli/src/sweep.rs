@@ -69,6 +69,9 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         match p {
             SweepProgress::Skipped(id) => println!("skip {id} (finished)"),
+            SweepProgress::Failed { position, of, failure } => {
+                println!("[{position}/{of}] {}: no model ({})", failure.id, failure.error)
+            }
             SweepProgress::Done { position, of, record } => println!(
                 "[{position}/{of}] {}: kept {}/{} groups, {} {:.4}{} ({:.1} s)",
                 record.id,

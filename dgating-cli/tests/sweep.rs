@@ -110,3 +110,41 @@ fn a_records_metric_is_what_its_compacted_model_scores() {
         assert_eq!(cfg["widths"][0].as_u64().unwrap(), kept, "{id}");
     }
 }
+
+/// A λ so large that every feature collapses leaves no model: the point is recorded as
+/// failed, the sweep goes on, and the report lists it.
+#[test]
+fn collapsed_points_are_recorded_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let spec = r#"
+name = "collapse"
+methods = ["dense", "dgating"]
+depths = [2]
+sparsities = []
+seeds = [0]
+
+[[tasks]]
+name = "wine"
+data = "wine"
+model = "linear"
+epochs = 20
+batch_size = 16
+lr = 0.05
+lambdas = [50.0]
+
+[finetune]
+epochs = 1
+lr = 0.01
+"#;
+    std::fs::write(d.join("collapse.toml"), spec).unwrap();
+    let (code, out, e) = run_in(d, &["sweep", "collapse.toml", "--out", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(out.contains("wine-dgating-D2-l5.000e1-s0: no model"), "{out}");
+    let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
+    assert!(md.contains("## Points without a model") && md.contains("constant function"), "{md}");
+    // Resume skips the failed point too.
+    let (code, out, e) = run_in(d, &["sweep", "collapse.toml", "--out", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(out.matches("skip ").count(), 2, "{out}");
+}

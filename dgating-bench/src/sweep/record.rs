@@ -79,3 +79,16 @@ impl PointRecord {
         .join(",")
     }
 }
+
+/// A point whose run ended without a model to score: every group of a gate set was removed
+/// (λ too large for the task), or training diverged. Recorded (`records/<id>.failed.json`) so
+/// that resume skips it and the report lists it; its metric is not averaged with the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedPoint {
+    /// The point.
+    pub point: Point,
+    /// Its id.
+    pub id: String,
+    /// What happened, as the library said it.
+    pub error: String,
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::sweep::plot;
-use crate::sweep::record::{CSV_HEADER, PointRecord};
+use crate::sweep::record::{CSV_HEADER, FailedPoint, PointRecord};
 use crate::sweep::spec::{Method, SweepSpec};
 
 /// Directory of the per-point records inside a sweep directory.
@@ -73,13 +73,35 @@ pub fn load_records(dir: &Path) -> Result<Vec<PointRecord>> {
     let entries = std::fs::read_dir(&rdir).map_err(|e| Error::io(&rdir, e))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+    for path in paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.to_string_lossy().ends_with(".failed.json"))
+    {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let r: PointRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::InvalidConfig(format!("{}: not a point record: {e}", path.display())))?;
         out.push(r);
     }
     Ok(out)
+}
+
+/// The failed points of `dir/records`.
+pub fn load_failures(dir: &Path) -> Result<Vec<FailedPoint>> {
+    let rdir = dir.join(RECORDS_DIR);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&rdir)
+        .map_err(|e| Error::io(&rdir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".failed.json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::InvalidConfig(format!("{}: not a failed-point record: {e}", path.display())))
+        })
+        .collect()
 }
 
 /// Means and spreads per setting, in a stable order.
@@ -215,6 +237,7 @@ pub struct ReportFiles {
 /// `settings.csv`, `pareto.csv`, `verdicts.json`, plots and `report.md`.
 pub fn write_report(dir: &Path) -> Result<ReportFiles> {
     let records = load_records(dir)?;
+    let failures = load_failures(dir)?;
     if records.is_empty() {
         return Err(Error::InvalidConfig(format!("{}: no finished points to report", dir.display())));
     }
@@ -294,9 +317,17 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles> {
     let verdicts = verdicts(&settings);
     write("verdicts.json", &serde_json::to_string_pretty(&verdicts).map_err(|e| Error::InvalidConfig(e.to_string()))?)?;
     let plots = plot::plot_all(&settings, &out)?;
-    let md = markdown(dir, spec.as_ref(), &records, &settings, &verdicts, &plots, expected);
+    let mut md = markdown(dir, spec.as_ref(), &records, &settings, &verdicts, &plots, expected);
+    if !failures.is_empty() {
+        writeln!(md, "\n## Points without a model\n").ok();
+        writeln!(md, "{} points ended without a model to score and are not in the averages (a method that removes every group of a layer at that λ, or a diverged run):\n", failures.len()).ok();
+        writeln!(md, "| point | what happened |\n|---|---|").ok();
+        for f in &failures {
+            writeln!(md, "| {} | {} |", f.id, f.error.replace('|', "/")).ok();
+        }
+    }
     write("report.md", &md)?;
-    Ok(ReportFiles { markdown: out.join("report.md"), plots, points: records.len(), expected })
+    Ok(ReportFiles { markdown: out.join("report.md"), plots, points: records.len() + failures.len(), expected })
 }
 
 fn pct(x: f64) -> String {

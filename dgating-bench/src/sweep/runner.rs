@@ -24,7 +24,7 @@ use dgating_prune::{CompactMlp, PrunePlan, compact, prune_run, site_norms};
 
 use crate::error::{Error, Result};
 use crate::sweep::point::{Point, Shard, points};
-use crate::sweep::record::PointRecord;
+use crate::sweep::record::{FailedPoint, PointRecord};
 use crate::sweep::report::{RECORDS_DIR, SPEC_FILE};
 use crate::sweep::spec::{Method, SweepSpec, TaskSpec};
 
@@ -36,6 +36,15 @@ pub const POINTS_DIR: &str = "points";
 pub enum SweepProgress {
     /// A point was skipped: its record exists.
     Skipped(String),
+    /// A point ended without a model to score (recorded as failed).
+    Failed {
+        /// 1-based position among this shard's points.
+        position: usize,
+        /// This shard's points.
+        of: usize,
+        /// What happened.
+        failure: Box<FailedPoint>,
+    },
     /// A point finished.
     Done {
         /// 1-based position among this shard's points.
@@ -78,18 +87,40 @@ pub fn run_sweep(
     for (i, p) in mine.iter().enumerate() {
         let id = p.id();
         let record_path = dir.join(RECORDS_DIR).join(format!("{id}.json"));
-        if record_path.exists() {
+        let failed_path = dir.join(RECORDS_DIR).join(format!("{id}.failed.json"));
+        if record_path.exists() || failed_path.exists() {
             progress(&SweepProgress::Skipped(id));
             continue;
         }
         let task = spec.tasks.iter().find(|t| t.name == p.task).expect("points come from the spec's tasks");
-        let record = run_point(spec, task, p, &dir.join(POINTS_DIR).join(&id))?;
+        let record = match run_point(spec, task, p, &dir.join(POINTS_DIR).join(&id)) {
+            Ok(r) => r,
+            Err(e) if outcome_of_training(&e) => {
+                let failure = FailedPoint { point: (*p).clone(), id: id.clone(), error: e.to_string() };
+                let json = serde_json::to_vec_pretty(&failure).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+                dgating_nn::train::checkpoint::atomic_write(&failed_path, &json)?;
+                progress(&SweepProgress::Failed { position: i + 1, of: mine.len(), failure: Box::new(failure) });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::InvalidConfig(e.to_string()))?;
         dgating_nn::train::checkpoint::atomic_write(&record_path, &json)?;
         progress(&SweepProgress::Done { position: i + 1, of: mine.len(), record: Box::new(record.clone()) });
         out.push(record);
     }
     Ok(out)
+}
+
+/// Errors that are a result of the point (the method collapsed every group of a layer, or
+/// training diverged), not a fault of the sweep: recorded, and the sweep goes on.
+fn outcome_of_training(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Prune(dgating_prune::Error::EmptyLayer { .. })
+            | Error::Nn(dgating_nn::Error::NonFinite { .. })
+            | Error::Prune(dgating_prune::Error::Nn(dgating_nn::Error::NonFinite { .. }))
+    )
 }
 
 fn train_config(task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
