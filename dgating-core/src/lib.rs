@@ -33,6 +33,7 @@ pub mod prox;
 pub mod readout;
 pub mod scalar;
 pub mod solver;
+pub mod structure;
 pub mod synthetic;
 pub mod threshold;
 
@@ -48,5 +49,6 @@ pub use scalar::Scalar;
 pub use solver::gated::{GatedSolution, GatedState, GdOptions, gated_gradient_descent, gated_step};
 pub use solver::problem::{LinearProblem, Loss};
 pub use solver::proximal::{ProxOptions, ProxSolution, proximal_gradient};
+pub use structure::{Dim, Slice, Structure};
 pub use synthetic::{GroupSparseData, GroupSparseSpec};
 pub use threshold::Threshold;
