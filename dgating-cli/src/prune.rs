@@ -46,12 +46,12 @@ fn print_report(r: &PruneReport) {
     println!("read-out: {}", r.read_out);
     for g in &r.groups {
         let why = g.decision.map(|d| describe(&d, r.read_out.gap)).unwrap_or_default();
-        println!("  layer {} ({:?} groups): removed {} of {}{why}", g.layer, g.site, g.removed, g.groups);
+        println!("  {}: removed {} of {} groups{why}", g.dim, g.removed, g.groups);
     }
     println!(
-        "widths {:?} -> {:?}; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
-        r.before.widths,
-        r.after.widths,
+        "sizes {:?} -> {:?}; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
+        r.before.sizes,
+        r.after.sizes,
         r.before.params,
         r.after.params,
         100.0 * r.after.params as f64 / r.before.params as f64,

@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod error;
+pub mod gates;
 pub mod layers;
 pub mod loss;
 pub mod model;
@@ -17,7 +18,8 @@ pub mod tensor_util;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use gates::GateSet;
 pub use layers::{GateInit, GateSite, GatedLinear};
-pub use model::{Mlp, MlpConfig, Model};
+pub use model::{Architecture, Mlp, MlpConfig, Model, Network, ResidualMlp, ResidualMlpConfig, effective_tensors};
 pub use params::{Param, ParamRole, ParamStore};
 pub use train::{Mode, TrainConfig, Trainer};

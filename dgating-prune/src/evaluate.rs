@@ -9,17 +9,18 @@ use dgating_nn::data::Dataset;
 use dgating_nn::train::engine::{TensorData, evaluate};
 use dgating_nn::train::run::load_run_model;
 
-use crate::compact::FullInputModel;
 use crate::error::{Error, Result};
-use crate::export::{MODEL_FILE, import};
+use crate::export::import;
+use crate::format::MODEL_FILE;
+use crate::pipeline::check_on_held_out;
 use crate::report::Evaluation;
-use crate::verify::{Verification, check_on_held_out};
+use crate::verify::Verification;
 
 /// An exported model reloaded from disk and compared with its training run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExportCheck {
-    /// Widths `[kept inputs, hidden.., outputs]` of the reloaded model.
-    pub widths: Vec<usize>,
+    /// Size of every dim of the reloaded model.
+    pub sizes: std::collections::BTreeMap<String, usize>,
     /// Parameters of the reloaded model.
     pub params: usize,
     /// Names of the kept input features, when the run had names.
@@ -41,9 +42,9 @@ pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
     let compact = import(compact_dir)?;
     let held_out = check_on_held_out(run_dir, &cfg, &model, &compact)?;
     Ok(ExportCheck {
-        widths: compact.widths().to_vec(),
-        params: compact.num_params(),
-        kept_input_names: compact.config.kept_input_names.clone(),
+        sizes: compact.sizes()?,
+        params: compact.num_params()?,
+        kept_input_names: compact.config.kept_input_names(),
         verification: held_out.verification,
         gated: held_out.gated,
         compacted: held_out.compacted,
@@ -78,13 +79,22 @@ pub fn evaluate_dir(dir: &Path, data: Option<&str>, target: Option<&str>) -> Res
             Some(src) => standardized(dgating_nn::data::load(src, target)?, cfg.standardizer.as_ref())?,
             None => cfg.data.prepare(cfg.train.seed)?.1,
         };
-        let (loss, accuracy) = evaluate(&model, &TensorData::new(&set, DType::F32, &Device::Cpu)?)?;
+        let (loss, accuracy) = evaluate(&model, &TensorData::new(&set, DType::F32, &cfg.train.device.device()?)?)?;
         return Ok(DirEvaluation { kind: "gated run", samples: set.len(), evaluation: Evaluation { loss, accuracy } });
     }
     let compact = import(dir)?;
     let src = data.ok_or_else(|| Error::format(dir, "a compacted model needs --data to evaluate on"))?;
-    let set = standardized(dgating_nn::data::load(src, target)?, compact.config.standardizer.as_ref())?;
-    let (loss, accuracy) = evaluate(&FullInputModel(&compact), &TensorData::new(&set, DType::F32, &Device::Cpu)?)?;
+    let set = standardized(dgating_nn::data::load(src, target)?, compact.config.input.standardizer.as_ref())?;
+    if set.num_features != compact.config.input.features {
+        return Err(Error::Input {
+            context: "evaluate_dir",
+            expected: compact.config.input.features,
+            actual: vec![set.len(), set.num_features],
+        });
+    }
+    let data =
+        TensorData::new(&set, DType::F32, &Device::Cpu)?.select_features(&compact.config.kept_input_indices())?;
+    let (loss, accuracy) = evaluate(&compact.model, &data)?;
     Ok(DirEvaluation { kind: "compacted model", samples: set.len(), evaluation: Evaluation { loss, accuracy } })
 }
 

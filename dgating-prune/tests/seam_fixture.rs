@@ -60,7 +60,7 @@ fn hidden_run() -> (Vec<Vec<bool>>, Vec<f32>) {
         trainer.train_epoch(&t, &mut |_| {}).unwrap();
     }
     let plan = dgating_prune::PrunePlan::new(&model, &Threshold::absolute(1e-3).unwrap()).unwrap();
-    let masks: Vec<Vec<bool>> = plan.sites.iter().map(|s| s.keep.clone()).collect();
+    let masks: Vec<Vec<bool>> = plan.dims.iter().filter(|d| d.grouped).map(|d| d.keep.clone()).collect();
     let c = dgating_prune::compact(&model, &plan).unwrap();
     (masks, flat(&c.forward_full(&inputs(16, 13, 6)).unwrap()))
 }

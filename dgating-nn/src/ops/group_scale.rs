@@ -223,11 +223,6 @@ pub fn scale_groups_reference(w: &Tensor, s: &Tensor, axis: GroupAxis) -> Result
     })
 }
 
-/// `Σ a_g · b_g` for every row or column group (no gradient), fused on CPU.
-pub fn group_dot(a: &Tensor, b: &Tensor, axis: GroupAxis) -> Result<Tensor> {
-    Ok(a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &GroupDot(axis))?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ pub mod engine;
 pub mod metrics;
 pub mod run;
 
-pub use config::{Mode, TrainConfig};
+pub use config::{DeviceSpec, Mode, TrainConfig};
 pub use engine::{Progress, Trainer};
 pub use metrics::EpochMetrics;
 pub use run::{DataSpec, RunConfig, RunSummary, resume, train};

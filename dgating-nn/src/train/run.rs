@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Standardizer};
 use crate::error::{Error, Result};
-use crate::model::{Mlp, MlpConfig, Model};
+use crate::model::{Architecture, Model, Network};
 use crate::train::checkpoint::{CHECKPOINT_FORMAT, EPOCH_KEY, FORMAT_KEY, atomic_write, load_tensors, save_tensors};
 use crate::train::config::{Mode, TrainConfig};
 use crate::train::engine::{Progress, TensorData, Trainer};
@@ -82,8 +82,8 @@ pub struct RunConfig {
     pub format: String,
     /// Model preset name.
     pub model_name: String,
-    /// Architecture.
-    pub model: MlpConfig,
+    /// Architecture (tagged by `"type"`).
+    pub model: Architecture,
     /// Training configuration.
     pub train: TrainConfig,
     /// Data.
@@ -115,9 +115,9 @@ fn output_dim(data: &Dataset) -> usize {
     data.num_classes().unwrap_or(1)
 }
 
-fn build_model(cfg: &RunConfig) -> Result<Mlp> {
+fn build_model(cfg: &RunConfig) -> Result<Network> {
     let depth = (cfg.train.mode == Mode::Dgating).then(|| cfg.train.gate.depth());
-    Mlp::with_gate_init(cfg.model.clone(), depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &Device::Cpu)
+    cfg.model.build(depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &cfg.train.device.device()?)
 }
 
 /// Trains `model_name` on `data` into the new directory `out`. `on_epoch` sees each epoch's
@@ -133,7 +133,7 @@ pub fn train(
 ) -> Result<RunSummary> {
     train_cfg.check()?;
     let (train_set, val_set, standardizer) = data.prepare(train_cfg.seed)?;
-    let model_cfg = MlpConfig::preset(model_name, train_set.num_features, output_dim(&train_set))?;
+    let model_cfg = Architecture::preset(model_name, train_set.num_features, output_dim(&train_set))?;
     if out.join("config.json").exists() {
         return Err(Error::Config(format!("{} already holds a run; resume it or choose another --out", out.display())));
     }
@@ -149,7 +149,7 @@ pub fn train(
     };
     let model = build_model(&cfg)?;
     let trainer = Trainer::new(&model, cfg.train.clone())?;
-    let json = serde_json::to_vec_pretty(&cfg).map_err(|e| Error::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&cfg).map_err(|e| json_error("run config", e))?;
     atomic_write(&out.join("config.json"), &json)?;
     let state = RunState { epochs_done: 0, steps: 0, masks: None, metrics: vec![] };
     save_checkpoint(out, &model, &trainer, &state)?;
@@ -166,7 +166,7 @@ pub fn resume(
     let (train_set, val_set, _) = cfg.data.prepare(cfg.train.seed)?;
     let mut trainer = Trainer::new(&model, cfg.train.clone())?;
     let opt_path = dir.join("optimizer.safetensors");
-    let (opt_tensors, meta) = load_tensors(&opt_path, &Device::Cpu)?;
+    let (opt_tensors, meta) = load_tensors(&opt_path, &cfg.train.device.device()?)?;
     check_epoch(&opt_path, &meta, state.epochs_done)?;
     trainer
         .restore(state.epochs_done, opt_tensors, state.steps, state.masks.clone())
@@ -177,16 +177,17 @@ pub fn resume(
 #[allow(clippy::too_many_arguments)]
 fn continue_run(
     dir: &Path,
-    model: &Mlp,
-    mut trainer: Trainer<'_, Mlp>,
+    model: &Network,
+    mut trainer: Trainer<'_, Network>,
     mut state: RunState,
     train_set: &Dataset,
     val_set: &Dataset,
     progress: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
-    let train_t = TensorData::new(train_set, DType::F32, &Device::Cpu)?;
-    let val_t = TensorData::new(val_set, DType::F32, &Device::Cpu)?;
+    let device = trainer.config().device.device()?;
+    let train_t = TensorData::new(train_set, DType::F32, &device)?;
+    let val_t = TensorData::new(val_set, DType::F32, &device)?;
     while !trainer.finished() {
         let m = trainer.run_epoch(&train_t, &val_t, progress)?;
         let flow = on_epoch(&m);
@@ -202,7 +203,7 @@ fn continue_run(
     Ok(RunSummary { dir: dir.into(), metrics: state.metrics })
 }
 
-fn save_checkpoint(dir: &Path, model: &Mlp, trainer: &Trainer<'_, Mlp>, state: &RunState) -> Result<()> {
+fn save_checkpoint(dir: &Path, model: &Network, trainer: &Trainer<'_, Network>, state: &RunState) -> Result<()> {
     let meta = || {
         HashMap::from([
             (FORMAT_KEY.to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -213,11 +214,11 @@ fn save_checkpoint(dir: &Path, model: &Mlp, trainer: &Trainer<'_, Mlp>, state: &
     save_tensors(&dir.join("optimizer.safetensors"), &trainer.optimizer().state_tensors(), meta())?;
     let mut lines = String::new();
     for m in &state.metrics {
-        lines.push_str(&serde_json::to_string(m).map_err(|e| Error::Config(e.to_string()))?);
+        lines.push_str(&serde_json::to_string(m).map_err(|e| json_error("epoch metrics", e))?);
         lines.push('\n');
     }
     atomic_write(&dir.join("metrics.jsonl"), lines.as_bytes())?;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| json_error("run state", e))?;
     atomic_write(&dir.join("state.json"), &json)
 }
 
@@ -238,7 +239,8 @@ fn check_epoch(path: &Path, meta: &HashMap<String, String>, epoch: usize) -> Res
 /// Loads a gated checkpoint into `model`'s variables; every tensor must exist with the
 /// right shape and no unknown tensor may be present.
 pub fn load_params<M: Model>(path: &Path, model: &M, epoch: usize) -> Result<()> {
-    let (mut tensors, meta) = load_tensors(path, &Device::Cpu)?;
+    let device = model.params()?.iter().next().map_or(Device::Cpu, |p| p.var.device().clone());
+    let (mut tensors, meta) = load_tensors(path, &device)?;
     check_epoch(path, &meta, epoch)?;
     let bad = |m: String| Error::Checkpoint { path: path.into(), message: m };
     for p in model.params()?.iter() {
@@ -268,19 +270,23 @@ pub fn read_config(dir: &Path) -> Result<RunConfig> {
     Ok(cfg)
 }
 
+fn json_error(what: &str, source: serde_json::Error) -> Error {
+    Error::Json { what: what.into(), source }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })
 }
 
 /// Loads a trained run's model (for evaluation and pruning).
-pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Mlp)> {
+pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Network)> {
     let (cfg, _, model) = load_checkpoint(dir)?;
     Ok((cfg, model))
 }
 
 /// Config, state and the model with the checkpoint's parameters.
-fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Mlp)> {
+fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Network)> {
     let cfg = read_config(dir)?;
     let state: RunState = read_json(&dir.join("state.json"))?;
     let model = build_model(&cfg)?;
