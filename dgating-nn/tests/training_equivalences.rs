@@ -1,4 +1,4 @@
-//! The training engine against the method's equivalences (SPEC.md §2), using the reference
+//! The training engine against the method's equivalences (docs/METHOD.md §2), using the reference
 //! solvers of `dgating-core` as golden values.
 
 use candle_core::{DType, Device};

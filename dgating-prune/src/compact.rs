@@ -92,6 +92,10 @@ impl Compacted {
     pub fn forward_full(&self, x: &Tensor) -> Result<Tensor> {
         check_input(x, self.config.input.features, "forward_full")?;
         let kept = self.config.kept_input_indices();
+        if kept.len() == self.config.input.features {
+            // All kept (ascending, so in order): no copy of the batch.
+            return self.forward_reduced(x);
+        }
         let ids = Tensor::from_vec(kept.iter().map(|&i| i as u32).collect::<Vec<_>>(), kept.len(), x.device())?;
         self.forward_reduced(&x.index_select(&ids, 1)?)
     }

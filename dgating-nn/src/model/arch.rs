@@ -182,6 +182,21 @@ impl Architecture {
     }
 }
 
+/// Deserializes an [`Architecture`], also from run configs written before it was tagged (a bare
+/// MLP description without `"type"`), so older run directories keep loading.
+pub fn deserialize_compat<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Architecture, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Compat {
+        Tagged(Architecture),
+        Legacy(MlpConfig),
+    }
+    Ok(match Compat::deserialize(d)? {
+        Compat::Tagged(a) => a,
+        Compat::Legacy(c) => Architecture::Mlp(c),
+    })
+}
+
 /// A model of any [`Architecture`].
 #[derive(Debug, Clone)]
 pub enum Network {
@@ -215,5 +230,51 @@ impl Model for Network {
     }
     fn architecture(&self) -> Architecture {
         self.inner().architecture()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(deserialize_with = "deserialize_compat")]
+        model: Architecture,
+    }
+
+    #[test]
+    fn architectures_are_tagged_and_untagged_mlps_still_read() {
+        let a = Architecture::preset("residual-mlp", 5, 2).unwrap();
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["type"], "residual_mlp");
+        assert_eq!(serde_json::from_value::<Architecture>(json.clone()).unwrap(), a);
+        let h: Holder = serde_json::from_value(serde_json::json!({ "model": json })).unwrap();
+        assert_eq!(h.model, a);
+        let legacy = serde_json::json!({"model": {"input_dim": 3, "hidden": [4], "output_dim": 2,
+            "group_inputs": true, "group_hidden": false}});
+        let h: Holder = serde_json::from_value(legacy).unwrap();
+        assert_eq!(
+            h.model,
+            Architecture::Mlp(MlpConfig {
+                input_dim: 3,
+                hidden: vec![4],
+                output_dim: 2,
+                group_inputs: true,
+                group_hidden: false
+            })
+        );
+        assert!(serde_json::from_value::<Architecture>(serde_json::json!({"type": "gpt"})).is_err());
+    }
+
+    #[test]
+    fn resizing_follows_the_structure() {
+        let a = Architecture::preset("residual-mlp", 5, 2).unwrap();
+        let sizes = BTreeMap::from([("stream".to_string(), 7), ("blocks.1.hidden".to_string(), 3)]);
+        let Architecture::ResidualMlp(c) = a.resized(&sizes).unwrap() else { panic!("type changed") };
+        assert_eq!((c.width, c.blocks.clone(), c.input_dim), (7, vec![32, 3], 5));
+        assert!(a.resized(&BTreeMap::from([("nope".to_string(), 1)])).is_err());
+        assert!(a.resized(&BTreeMap::from([("stream".to_string(), 0)])).is_err());
+        assert!(matches!(Architecture::preset("gpt", 3, 2), Err(Error::UnknownName { .. })));
     }
 }

@@ -5,7 +5,7 @@
 //! This is the gate composition `W = ω ⊙ Πγ` of a gated linear layer. Written with candle's
 //! `broadcast_mul`, forward and backward go through strided broadcast kernels and a
 //! reduction over a broadcast axis (several weight-sized temporaries and, for column groups,
-//! a slow non-trailing reduction); see CANDLE-NOTES.md. The fused op reads `w` once
+//! a slow non-trailing reduction); see docs/PERFORMANCE.md ("candle 0.11 facts"). The fused op reads `w` once
 //! forward and `grad`, `w` once each backward.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};

@@ -1,7 +1,7 @@
 //! `linear(x, w, b) = x wᵀ + b` and `relu(x)` as single ops whose backward does only the work
 //! a training step needs.
 //!
-//! Written as `x.matmul(&w.t()).broadcast_add(b)`, candle's backward (CANDLE-NOTES.md)
+//! Written as `x.matmul(&w.t()).broadcast_add(b)`, candle's backward (docs/PERFORMANCE.md, "candle 0.11 facts")
 //! * computes the input gradient `dy · w` even when `x` is the data batch — on the first layer
 //!   of an MLP that is as much arithmetic as the weight gradient, thrown away;
 //! * produces `dW` as the transpose of `xᵀ dy`, a strided view that is copied before the

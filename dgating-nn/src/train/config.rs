@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::layers::GateInit;
 use crate::optim::{OptimizerKind, Schedule};
 
-/// How the group structure is trained (SPEC.md §2, §4).
+/// How the group structure is trained (docs/METHOD.md §2, §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

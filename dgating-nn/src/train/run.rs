@@ -82,7 +82,8 @@ pub struct RunConfig {
     pub format: String,
     /// Model preset name.
     pub model_name: String,
-    /// Architecture (tagged by `"type"`).
+    /// Architecture (tagged by `"type"`; untagged MLP configs of older runs still read).
+    #[serde(deserialize_with = "crate::model::arch::deserialize_compat")]
     pub model: Architecture,
     /// Training configuration.
     pub train: TrainConfig,
