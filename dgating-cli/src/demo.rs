@@ -63,7 +63,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         (args.out.join(SUBDIRS[0]), args.out.join(SUBDIRS[1]), args.out.join(SUBDIRS[2]));
     let dense = train_one(Mode::Dense, 0.0, &dense_dir)?;
     train_one(Mode::Dgating, LAMBDA, &gated_dir)?;
-    let report = prune_run(&gated_dir, &ReadOut::default(), &compact_dir)?;
+    let report = prune_run(&gated_dir, &ReadOut::default(), &compact_dir, false)?;
     let reloaded = check_export(&gated_dir, &compact_dir)?;
 
     if args.json {

@@ -1,18 +1,22 @@
 //! `dgating`: the command-line front end. Parses arguments into validated library configs,
 //! calls one library entry point per subcommand and turns errors into messages and exit
-//! codes. No numeric code lives here.
+//! codes (0 success, 1 error, 2 usage). No numeric code lives here.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod demo;
+mod output;
+mod predict;
 mod prune;
 mod train;
 
-/// Structured sparsity by D-Gating: train, prune and export smaller dense models.
+/// Structured sparsity by D-Gating: train a model whose unneeded groups (input features,
+/// neurons) collapse to zero, prune it into a smaller dense model, evaluate it and predict
+/// with it.
 #[derive(Debug, Parser)]
-#[command(name = "dgating", version, about)]
+#[command(name = "dgating", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,34 +27,42 @@ enum Command {
     /// End to end on built-in data, no download: synthetic support recovery (D in {2, 3, 4}),
     /// then train, prune, export and reload a D-gated model on breast-cancer.
     Demo(demo::DemoArgs),
-    /// Train a model (dense, D-Gating or a baseline) into a run directory.
+    /// Train a model (dense, D-Gating or a baseline) into a run directory, or resume one.
     Train(Box<train::TrainArgs>),
     /// Remove the zeroed groups of a trained run and export a smaller dense model.
     Prune(prune::PruneArgs),
-    /// Evaluate a training run or a compacted model.
+    /// Score a training run or a compacted model (default: the run's held-out rows).
     Eval(prune::EvalArgs),
+    /// Predict every row of a file with a training run or a compacted model.
+    Predict(predict::PredictArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     // Thread count and allocator settings for candle on CPU (dgating_nn::runtime).
     // SAFETY: first thing in the process, before any other thread exists.
     unsafe { dgating_nn::runtime::configure() };
+    output::die_quietly_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Prune(args) => prune::run_prune(&args),
         Command::Eval(args) => prune::run_eval(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dgating", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = std::error::Error::source(&*err);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            output::report_error(&*err);
             ExitCode::FAILURE
         }
     }

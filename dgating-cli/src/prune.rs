@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dgating_core::{CutBy, Decision, GapRule, ReadOut, Threshold};
-use dgating_prune::{PruneReport, evaluate_dir, prune_run};
+use dgating_prune::{Evaluation, PruneReport, evaluate_dir, prune_run};
+
+use crate::output::{json_line, pct, sizes};
 
 /// Arguments of `dgating prune`.
 #[derive(Debug, Args)]
@@ -23,9 +25,18 @@ pub struct PruneArgs {
     /// 1e-3 absolute / 3e-2 relative; with --threshold-* it adds the gap rule to that floor.
     #[arg(long)]
     gap_factor: Option<f64>,
-    /// Output directory of the compacted model.
+    /// Output directory of the compacted model: new or empty.
     #[arg(long)]
     out: PathBuf,
+    /// Replace the model in a non-empty --out directory.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as one JSON object (the keys of `report.json`) instead of text.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Arguments of `dgating eval`.
@@ -33,12 +44,16 @@ pub struct PruneArgs {
 pub struct EvalArgs {
     /// A training run or a compacted model directory.
     model_dir: PathBuf,
-    /// Data to evaluate on (default for a run: its held-out split).
+    /// Data to evaluate on (built-in name, table or IDX directory; columns matched to the
+    /// model's by name). Default: the held-out rows of the run the model comes from.
     #[arg(long)]
     data: Option<String>,
-    /// Target column of a CSV file.
+    /// Target column of a table (default: the one the model was trained on).
     #[arg(long)]
     target: Option<String>,
+    /// Print the scores as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn print_report(r: &PruneReport) {
@@ -48,10 +63,13 @@ fn print_report(r: &PruneReport) {
         let why = g.decision.map(|d| describe(&d, r.read_out.gap)).unwrap_or_default();
         println!("  {}: removed {} of {} groups{why}", g.dim, g.removed, g.groups);
     }
+    if let Some(names) = &r.kept_input_names {
+        println!("kept features ({}): {}", names.len(), names.join(", "));
+    }
     println!(
-        "sizes {:?} -> {:?}; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
-        r.before.sizes,
-        r.after.sizes,
+        "sizes [{}] -> [{}]; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
+        sizes(&r.before.sizes),
+        sizes(&r.after.sizes),
         r.before.params,
         r.after.params,
         100.0 * r.after.params as f64 / r.before.params as f64,
@@ -64,19 +82,23 @@ fn print_report(r: &PruneReport) {
          the threshold itself changed outputs by at most {:.2e}",
         r.verification.samples, r.verification.max_abs, r.verification.max_rel, r.verification.unmasked_max_abs
     );
-    let acc = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-    println!(
-        "held-out: gated loss {:.4} acc {}; compacted loss {:.4} acc {}",
-        r.gated_eval.loss,
-        acc(r.gated_eval.accuracy),
-        r.compact_eval.loss,
-        acc(r.compact_eval.accuracy)
-    );
+    println!("held-out: gated {}; compacted {}", scores(&r.gated_eval), scores(&r.compact_eval));
     let l = &r.latency;
     println!(
         "latency (batch {}, median of {}): gated {:.3} ms, dense {:.3} ms, compacted {:.3} ms ({:.2}x vs dense)",
         l.batch, l.repetitions, l.gated_ms, l.dense_ms, l.compact_ms, l.speedup
     );
+}
+
+/// `loss 0.1234 (cross-entropy), accuracy 95.00%` or `loss ... (1/2 MSE), RMSE .., MAE .., R2 ..`.
+pub(crate) fn scores(e: &Evaluation) -> String {
+    match e.accuracy {
+        Some(a) => format!("loss {:.4} (cross-entropy), accuracy {}", e.loss, pct(Some(a))),
+        None => {
+            let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+            format!("loss {:.4} (1/2 MSE), RMSE {}, MAE {}, R2 {}", e.loss, f(e.rmse), f(e.mae), f(e.r2))
+        }
+    }
 }
 
 /// `; cut 3.60e-2 (floor); largest gap 1.6x (1.35e0 -> 2.16e0), none >= 10x`.
@@ -111,14 +133,21 @@ fn read_out(args: &PruneArgs) -> Result<ReadOut, Box<dyn std::error::Error>> {
 }
 
 pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let report = prune_run(&args.run_dir, &read_out(args)?, &args.out)?;
-    print_report(&report);
+    let report = prune_run(&args.run_dir, &read_out(args)?, &args.out, args.force)?;
+    if args.json {
+        json_line(&serde_json::to_value(&report)?);
+    } else if !args.quiet {
+        print_report(&report);
+    }
     Ok(())
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
     let e = evaluate_dir(&args.model_dir, args.data.as_deref(), args.target.as_deref())?;
-    let acc = e.evaluation.accuracy.map(|a| format!(" accuracy {:.2}%", 100.0 * a)).unwrap_or_default();
-    println!("{} on {} rows: loss {:.4}{acc}", e.kind, e.samples, e.evaluation.loss);
+    if args.json {
+        json_line(&serde_json::to_value(&e)?);
+    } else {
+        println!("{} on {} rows of {}: {}", e.kind, e.samples, e.data, scores(&e.evaluation));
+    }
     Ok(())
 }

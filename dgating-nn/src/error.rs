@@ -87,6 +87,23 @@ pub enum Error {
         /// Step within the epoch (1-based).
         step: usize,
     },
+    /// Another process holds the lock of a run or export directory.
+    #[error(
+        "{dir} is in use by another dgating process (it holds {dir}/.dgating.lock); wait for it to finish or \
+         choose another directory"
+    )]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A run directory that cannot be used as asked (holds another run, is not a run, ...).
+    #[error("{dir}: {message}")]
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A checkpoint that cannot be read or does not match the model.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -118,7 +118,7 @@ fn runs_are_deterministic_and_resume_exactly() {
     };
     let partial = train::train("mlp", cfg, DataSpec::new("wine", None), c.path(), &mut |_| {}, stop).unwrap();
     assert_eq!(partial.metrics.len(), 2);
-    let resumed = train::resume(c.path(), &mut |_| {}, &mut |_| ControlFlow::Continue(())).unwrap();
+    let resumed = train::resume(c.path(), Default::default(), &mut |_| {}, &mut |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(resumed.metrics.len(), 4);
     assert!(tensors(a.path()) == tensors(c.path()), "resumed run differs from the uninterrupted one");
     // Metrics agree; derived f64 statistics to 1e-12 (we saw a last-ulp difference in the
@@ -151,13 +151,23 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
     let err = run("mlp", "wine", cfg, dir.path()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("non-finite") && msg.contains("epoch 1"), "{msg}");
-    // The epoch-0 checkpoint is intact and loads.
-    train::run::load_run_model(dir.path()).unwrap();
-    // No temp files are left behind.
+    // The epoch-0 checkpoint is intact, but it is not a trained model: loading it for
+    // pruning or evaluation says why instead of handing out untrained weights.
+    let err = train::run::load_run_model(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("has not completed an epoch") && err.contains("non-finite"), "{err}");
+    let cfg = train::run::read_config(dir.path()).unwrap();
+    let model = cfg
+        .model
+        .build(None, dgating_nn::GateInit::Ones, 0, candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    train::run::load_params(&dir.path().join("model.safetensors"), &model, 0).unwrap();
+    // No temp files are left behind (the directory's lock file stays).
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        assert!(!name.starts_with('.'), "left-over temp file {name}");
+        assert!(!name.starts_with('.') || name == train::lock::LOCK_FILE, "left-over temp file {name}");
     }
+    // The directory is not blocked: a new run may take it over.
+    run("mlp", "wine", config(Mode::Dense, 2, 0.0, 1, 16, 0.05), dir.path()).unwrap();
 }
 
 #[test]
@@ -177,6 +187,7 @@ fn bad_configurations_are_errors() {
     let ok = tempfile::tempdir().unwrap();
     run("linear", "wine", config(Mode::Dgating, 3, 0.1, 1, 16, 0.05), ok.path()).unwrap();
     std::fs::write(ok.path().join("model.safetensors"), b"garbage").unwrap();
-    let err = train::resume(ok.path(), &mut |_| {}, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err =
+        train::resume(ok.path(), Default::default(), &mut |_| {}, &mut |_| ControlFlow::Continue(())).unwrap_err();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }

@@ -57,8 +57,16 @@ pub fn compact<M: Model + ?Sized>(model: &M, plan: &PrunePlan) -> Result<Compact
     let config = CompactConfig {
         format: COMPACT_FORMAT.into(),
         architecture,
-        input: InputSpec { features: before[INPUTS], names: None, standardizer: None, class_names: None },
+        input: InputSpec {
+            features: before[INPUTS],
+            names: None,
+            standardizer: None,
+            class_names: None,
+            target: None,
+            task: None,
+        },
         dims,
+        held_out: None,
         provenance: Provenance {
             depth: model.gate_sets().iter().find_map(|s| s.depth()),
             read_out: plan.read_out,

@@ -4,13 +4,16 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
-use dgating_nn::data::Dataset;
-use dgating_nn::train::engine::{TensorData, evaluate};
-use dgating_nn::train::run::load_run_model;
+use candle_core::{DType, Device, Tensor};
+use dgating_nn::Model;
+use dgating_nn::data::{Dataset, Standardizer, Task};
+use dgating_nn::train::engine::{TensorData, score};
+use dgating_nn::train::run::{RunConfig, load_run_model};
 
+use crate::compact::Compacted;
 use crate::error::{Error, Result};
 use crate::export::import;
+use crate::format::CompactConfig;
 use crate::format::MODEL_FILE;
 use crate::pipeline::check_on_held_out;
 use crate::report::Evaluation;
@@ -52,55 +55,300 @@ pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
 }
 
 /// What was evaluated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DirEvaluation {
     /// `"gated run"` or `"compacted model"`.
     pub kind: &'static str,
+    /// The rows scored: a file, or the held-out split of the run.
+    pub data: String,
     /// Rows evaluated.
     pub samples: usize,
-    /// Loss and accuracy.
+    /// `classification` or `regression`.
+    pub task: Task,
+    /// What `evaluation.loss` is: `cross_entropy` or `half_mse` (`½·MSE`).
+    pub loss_kind: &'static str,
+    /// Loss, accuracy or RMSE / MAE / R².
     pub evaluation: Evaluation,
 }
 
-/// Evaluates the model in `dir` on `data` (a built-in name, CSV path with `target`, or IDX
-/// directory; raw features, standardized here with the model's training statistics). Without
-/// `data`, a training run is evaluated on its own held-out split; a compacted model needs data.
-pub fn evaluate_dir(dir: &Path, data: Option<&str>, target: Option<&str>) -> Result<DirEvaluation> {
-    let is_run = dir.join("state.json").exists();
-    if !is_run && !dir.join(MODEL_FILE).exists() {
-        return Err(Error::format(
-            dir,
-            "neither a training run (state.json) nor a compacted model (model.safetensors)",
-        ));
-    }
-    if is_run {
-        let (cfg, model) = load_run_model(dir)?;
-        let set = match data {
-            Some(src) => standardized(dgating_nn::data::load(src, target)?, cfg.standardizer.as_ref())?,
-            None => cfg.data.prepare(cfg.train.seed)?.1,
-        };
-        let (loss, accuracy) = evaluate(&model, &TensorData::new(&set, DType::F32, &cfg.train.device.device()?)?)?;
-        return Ok(DirEvaluation { kind: "gated run", samples: set.len(), evaluation: Evaluation { loss, accuracy } });
-    }
-    let compact = import(dir)?;
-    let src = data.ok_or_else(|| Error::format(dir, "a compacted model needs --data to evaluate on"))?;
-    let set = standardized(dgating_nn::data::load(src, target)?, compact.config.input.standardizer.as_ref())?;
-    if set.num_features != compact.config.input.features {
-        return Err(Error::Input {
-            context: "evaluate_dir",
-            expected: compact.config.input.features,
-            actual: vec![set.len(), set.num_features],
-        });
-    }
-    let data =
-        TensorData::new(&set, DType::F32, &Device::Cpu)?.select_features(&compact.config.kept_input_indices())?;
-    let (loss, accuracy) = evaluate(&compact.model, &data)?;
-    Ok(DirEvaluation { kind: "compacted model", samples: set.len(), evaluation: Evaluation { loss, accuracy } })
+/// What a model expects of its input data: recorded by the run (`config.json`) or the
+/// export, and applied to every file it is given, so that columns are matched by name and
+/// labels by class name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInputs {
+    /// Names of all input features in the model's order (`None`: an old export without them;
+    /// columns are then taken by position and their count checked).
+    pub names: Option<Vec<String>>,
+    /// Which of them the model reads (all for a run; the kept ones for a compacted model).
+    pub required: Vec<bool>,
+    /// Training statistics to standardize with.
+    pub standardizer: Option<Standardizer>,
+    /// The training data's target column.
+    pub target: Option<String>,
+    /// Classification or regression.
+    pub task: Task,
+    /// Class names of a classifier (output `k` = `class_names[k]`).
+    pub class_names: Option<Vec<String>>,
+    /// Model outputs.
+    pub outputs: usize,
 }
 
-fn standardized(mut set: Dataset, s: Option<&dgating_nn::data::Standardizer>) -> Result<Dataset> {
-    if let Some(s) = s {
-        s.apply(&mut set)?;
+impl ModelInputs {
+    /// The inputs of a training run.
+    pub fn of_run(cfg: &RunConfig) -> Self {
+        let outputs = cfg.model.output_dim();
+        Self {
+            names: Some(cfg.feature_names.clone()),
+            required: vec![true; cfg.feature_names.len()],
+            standardizer: cfg.standardizer.clone(),
+            target: cfg.data.target.clone(),
+            task: cfg.task.unwrap_or(if cfg.class_names.is_some() || outputs > 1 {
+                Task::Classification
+            } else {
+                Task::Regression
+            }),
+            class_names: cfg.class_names.clone(),
+            outputs,
+        }
     }
-    Ok(set)
+
+    /// The inputs of a compacted model.
+    pub fn of_compact(c: &CompactConfig) -> Self {
+        let outputs = c.architecture.output_dim();
+        let mut required = vec![false; c.input.features];
+        c.kept_input_indices().into_iter().for_each(|i| required[i] = true);
+        Self {
+            names: c.input.names.clone(),
+            required,
+            standardizer: c.input.standardizer.clone(),
+            target: c.input.target.clone(),
+            task: c.input.task.unwrap_or(if c.input.class_names.is_some() || outputs > 1 {
+                Task::Classification
+            } else {
+                Task::Regression
+            }),
+            class_names: c.input.class_names.clone(),
+            outputs,
+        }
+    }
+
+    /// Loads `src` (a built-in name, table or IDX directory; `target` defaults to the
+    /// model's) as this model's data: the target read as the model's task, columns matched by
+    /// name, labels mapped by class name, standardized with the training statistics.
+    pub fn load(&self, src: &str, target: Option<&str>) -> Result<Dataset> {
+        let target = target.or(self.target.as_deref());
+        let (set, _) = dgating_nn::data::load_with(src, target, Some(self.task))?;
+        let set = self.conform(set)?;
+        let set = match (&self.class_names, set.targets.num_classes()) {
+            (Some(names), _) => set.map_classes(names)?,
+            (None, Some(k)) if k > self.outputs => {
+                return Err(Error::format(src, format!("{k} classes, but the model has {} outputs", self.outputs)));
+            }
+            _ => set,
+        };
+        self.standardized(set)
+    }
+
+    /// Loads the feature columns of `src` for prediction (the target column may be absent).
+    pub fn load_features(&self, src: &str) -> Result<Dataset> {
+        let path = Path::new(src);
+        let set = if dgating_nn::data::table_delimiter(path).is_some() {
+            dgating_nn::data::load_features(path, self.target.as_deref())?
+        } else {
+            dgating_nn::data::load(src, None)?
+        };
+        self.standardized(self.conform(set)?)
+    }
+
+    fn conform(&self, set: Dataset) -> Result<Dataset> {
+        match &self.names {
+            Some(names) => Ok(set.align_features(names, Some(&self.required))?),
+            None if set.num_features != self.required.len() => Err(Error::format(
+                &set.name,
+                format!("{} feature columns, but the model reads {}", set.num_features, self.required.len()),
+            )),
+            None => Ok(set),
+        }
+    }
+
+    fn standardized(&self, mut set: Dataset) -> Result<Dataset> {
+        if let Some(s) = &self.standardizer {
+            s.apply(&mut set)?;
+        }
+        Ok(set)
+    }
+}
+
+/// A model directory (training run or compacted export) loaded for inference.
+#[allow(clippy::large_enum_variant)] // one per command, never in a collection
+enum LoadedModel {
+    Run(RunConfig, dgating_nn::Network),
+    Compact(Compacted),
+}
+
+impl LoadedModel {
+    fn open(dir: &Path) -> Result<Self> {
+        let is_run = dir.join("state.json").exists() || dir.join("optimizer.safetensors").exists();
+        if is_run {
+            let (cfg, model) = load_run_model(dir)?;
+            return Ok(Self::Run(cfg, model));
+        }
+        if !dir.join(MODEL_FILE).exists() {
+            return Err(Error::format(
+                dir,
+                "neither a training run (state.json) nor a compacted model (model.safetensors)",
+            ));
+        }
+        Ok(Self::Compact(import(dir)?))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Run(..) => "gated run",
+            Self::Compact(_) => "compacted model",
+        }
+    }
+
+    fn inputs(&self) -> ModelInputs {
+        match self {
+            Self::Run(cfg, _) => ModelInputs::of_run(cfg),
+            Self::Compact(c) => ModelInputs::of_compact(&c.config),
+        }
+    }
+
+    /// The held-out rows of the run the model comes from (standardized).
+    fn held_out(&self, dir: &Path) -> Result<(Dataset, String)> {
+        let (spec, seed, sha) = match self {
+            Self::Run(cfg, _) => (&cfg.data, cfg.train.seed, cfg.data_sha256.as_deref()),
+            Self::Compact(c) => match &c.config.held_out {
+                Some(h) => (&h.data, h.seed, h.data_sha256.as_deref()),
+                None => {
+                    return Err(Error::format(
+                        dir,
+                        "this export does not record the run it came from; pass --data to evaluate it",
+                    ));
+                }
+            },
+        };
+        let prepared = spec.load_checked(seed, sha)?;
+        Ok((prepared.test, format!("the held-out split of {} ({})", spec.source, prepared.held_out)))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Run(_, m) => m.forward(x)?,
+            Self::Compact(c) => c.forward_full(x)?,
+        })
+    }
+
+    fn score(&self, data: &TensorData) -> Result<Evaluation> {
+        Ok(match self {
+            Self::Run(_, m) => score(m, data)?,
+            Self::Compact(c) => score(&c.model, &data.select_features(&c.config.kept_input_indices())?)?,
+        })
+    }
+}
+
+/// Evaluates the model in `dir` (a training run or a compacted model) on `data` (a built-in
+/// name, table or IDX directory; raw features, matched to the model's by name and
+/// standardized with its training statistics; `target` defaults to the model's target
+/// column). Without `data`, on the held-out split of the run the model comes from — for a
+/// compacted model the run recorded in its config — refusing data that changed since.
+pub fn evaluate_dir(dir: &Path, data: Option<&str>, target: Option<&str>) -> Result<DirEvaluation> {
+    let model = LoadedModel::open(dir)?;
+    let inputs = model.inputs();
+    let (set, what) = match data {
+        Some(src) => (inputs.load(src, target)?, src.to_string()),
+        None => model.held_out(dir)?,
+    };
+    let evaluation = model.score(&TensorData::new(&set, DType::F32, &Device::Cpu)?)?;
+    Ok(DirEvaluation {
+        kind: model.kind(),
+        data: what,
+        samples: set.len(),
+        task: inputs.task,
+        loss_kind: match inputs.task {
+            Task::Classification => "cross_entropy",
+            Task::Regression => "half_mse",
+        },
+        evaluation,
+    })
+}
+
+/// Predictions of a model for every row of a file, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// Class names of a classifier (`None`: regression).
+    pub class_names: Option<Vec<String>>,
+    /// Per row: the predicted class index (classification) or `None`.
+    pub classes: Vec<Option<usize>>,
+    /// Per row: class probabilities (softmax of the logits) or the one regression value.
+    pub values: Vec<Vec<f64>>,
+}
+
+impl Predictions {
+    /// Writes one CSV line per row: `prediction` (class name or value) and, with `proba`, one
+    /// `p_<class>` column per class.
+    pub fn to_csv(&self, proba: bool) -> String {
+        let mut out = String::from("prediction");
+        if let (true, Some(names)) = (proba, &self.class_names) {
+            for n in names {
+                out.push(',');
+                out.push_str(&csv_field(&format!("p_{n}")));
+            }
+        }
+        out.push('\n');
+        for (c, v) in self.classes.iter().zip(&self.values) {
+            match (c, &self.class_names) {
+                (Some(k), Some(names)) => out.push_str(&csv_field(&names[*k])),
+                _ => out.push_str(&format!("{}", v[0])),
+            }
+            if proba && self.class_names.is_some() {
+                for p in v {
+                    out.push_str(&format!(",{p:.6}"));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// Predicts every row of `data` (a table whose target column may be absent, a built-in name
+/// or an IDX directory) with the model in `dir` (training run or compacted model).
+pub fn predict_dir(dir: &Path, data: &str) -> Result<Predictions> {
+    let model = LoadedModel::open(dir)?;
+    let inputs = model.inputs();
+    let set = inputs.load_features(data)?;
+    let x = Tensor::from_slice(&set.features, (set.len(), set.num_features), &Device::Cpu)?;
+    let mut classes = Vec::with_capacity(set.len());
+    let mut values = Vec::with_capacity(set.len());
+    for start in (0..set.len()).step_by(1024) {
+        let end = (start + 1024).min(set.len());
+        let out = model.forward(&x.narrow(0, start, end - start)?)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        for row in out {
+            if inputs.task == Task::Classification {
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exp: Vec<f64> = row.iter().map(|v| (v - max).exp()).collect();
+                let sum: f64 = exp.iter().sum();
+                let k = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k);
+                classes.push(k);
+                values.push(exp.iter().map(|e| e / sum).collect());
+            } else {
+                classes.push(None);
+                values.push(row);
+            }
+        }
+    }
+    let class_names = match inputs.task {
+        Task::Classification => {
+            Some(inputs.class_names.clone().unwrap_or_else(|| dgating_nn::data::class_names_numbered(inputs.outputs)))
+        }
+        Task::Regression => None,
+    };
+    Ok(Predictions { class_names, classes, values })
 }

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use dgating_core::{Decision, ReadOut};
 use dgating_nn::Architecture;
-use dgating_nn::data::Standardizer;
+use dgating_nn::data::{Standardizer, Task};
 use dgating_nn::model::INPUTS;
+use dgating_nn::train::DataSpec;
 use serde::{Deserialize, Serialize};
 
 /// Format tag this build writes (`config.json` field `format` and safetensors metadata key
@@ -34,6 +35,24 @@ pub struct InputSpec {
     /// Names of the classes, output `k` = class `k` (classification with named classes).
     #[serde(default)]
     pub class_names: Option<Vec<String>>,
+    /// The training data's target column.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// What the model predicts (`classification` or `regression`).
+    #[serde(default)]
+    pub task: Option<Task>,
+}
+
+/// The held-out rows of the run a model came from: the run's data specification, seed and
+/// data hash (refused if the data changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutSource {
+    /// The run's data (source, target, split).
+    pub data: DataSpec,
+    /// The run's seed (it seeds the split).
+    pub seed: u64,
+    /// SHA-256 of the run's raw data.
+    pub data_sha256: Option<String>,
 }
 
 /// The original indices one dim kept.
@@ -101,6 +120,10 @@ pub struct CompactConfig {
     pub input: InputSpec,
     /// Every dim of the architecture, in structure order, with the original indices it kept.
     pub dims: Vec<KeptDim>,
+    /// The data and split of the run it came from: `dgating eval` without `--data` scores
+    /// its held-out rows.
+    #[serde(default)]
+    pub held_out: Option<HeldOutSource>,
     /// Where the model came from (informational).
     pub provenance: Provenance,
 }
@@ -167,6 +190,10 @@ impl CompactConfig {
             && c.len() != self.architecture.output_dim()
         {
             return Err(format!("{} class names for {} outputs", c.len(), self.architecture.output_dim()));
+        }
+        let outputs = self.architecture.output_dim();
+        if self.input.task == Some(Task::Regression) && (outputs != 1 || self.input.class_names.is_some()) {
+            return Err(format!("a regression model has 1 output and no class names, this one has {outputs}"));
         }
         Ok(())
     }

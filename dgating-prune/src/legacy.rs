@@ -4,10 +4,10 @@
 
 use dgating_core::{ReadOut, Threshold};
 use dgating_nn::Architecture;
-use dgating_nn::data::Standardizer;
+use dgating_nn::data::{Standardizer, Task};
 use serde::Deserialize;
 
-use crate::format::{COMPACT_FORMAT, CompactConfig, InputSpec, KeptDim, Provenance, TrainingRecord};
+use crate::format::{COMPACT_FORMAT, CompactConfig, HeldOutSource, InputSpec, KeptDim, Provenance, TrainingRecord};
 
 /// The only activation of v1 files.
 const ACTIVATION: &str = "relu";
@@ -33,6 +33,17 @@ struct V1Config {
     kept_inputs: Option<Vec<usize>>,
     kept_input_names: Option<Vec<String>>,
     standardizer: Option<Standardizer>,
+    // Written by v1 exports since the CLI-reliability work; absent in older ones.
+    #[serde(default)]
+    input_names: Option<Vec<String>>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    task: Option<Task>,
+    #[serde(default)]
+    class_names: Option<Vec<String>>,
+    #[serde(default)]
+    held_out: Option<HeldOutSource>,
     provenance: V1Provenance,
 }
 
@@ -60,9 +71,9 @@ pub(crate) fn from_v1(value: serde_json::Value) -> Result<CompactConfig, String>
     }
     let out = w[w.len() - 1];
     dims.push(KeptDim { name: "outputs".into(), original: out, kept: all(out) });
-    // v1 stored the names of the kept features only; v2 names every raw feature, so they can
-    // only be carried over when every feature was kept.
-    let names = v1.kept_input_names.filter(|n| n.len() == v1.input_dim_full);
+    // Older v1 files stored the names of the kept features only; v2 names every raw feature,
+    // so those can only be carried over when every feature was kept.
+    let names = v1.input_names.or(v1.kept_input_names.filter(|n| n.len() == v1.input_dim_full));
     let rule = p
         .read_out
         .as_ref()
@@ -79,8 +90,16 @@ pub(crate) fn from_v1(value: serde_json::Value) -> Result<CompactConfig, String>
     let config = CompactConfig {
         format: COMPACT_FORMAT.into(),
         architecture,
-        input: InputSpec { features: v1.input_dim_full, names, standardizer: v1.standardizer, class_names: None },
+        input: InputSpec {
+            features: v1.input_dim_full,
+            names,
+            standardizer: v1.standardizer,
+            class_names: v1.class_names,
+            target: v1.target,
+            task: v1.task,
+        },
         dims,
+        held_out: v1.held_out,
         provenance: Provenance {
             mode: p.mode.clone(),
             depth: p.depth,

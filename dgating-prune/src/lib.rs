@@ -57,11 +57,11 @@ pub mod verify;
 
 pub use compact::{Compacted, compact};
 pub use error::{Error, Result};
-pub use evaluate::{DirEvaluation, ExportCheck, check_export, evaluate_dir};
+pub use evaluate::{DirEvaluation, ExportCheck, ModelInputs, Predictions, check_export, evaluate_dir, predict_dir};
 pub use export::{export, import, parse_config, parse_model, read_config};
 pub use format::{
-    COMPACT_FORMAT, COMPACT_FORMAT_V1, CONFIG_FILE, CompactConfig, GroupsRemoved, InputSpec, KeptDim, MODEL_FILE,
-    Provenance, TrainingRecord,
+    COMPACT_FORMAT, COMPACT_FORMAT_V1, CONFIG_FILE, CompactConfig, GroupsRemoved, HeldOutSource, InputSpec, KeptDim,
+    MODEL_FILE, Provenance, TrainingRecord,
 };
 pub use pipeline::{measure_latency, prune_run};
 pub use plan::{DimPlan, PrunePlan, set_norms, threshold};

@@ -8,14 +8,15 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use dgating_core::ReadOut;
 use dgating_nn::Model;
-use dgating_nn::train::engine::{TensorData, evaluate};
+use dgating_nn::train::engine::{TensorData, score};
+use dgating_nn::train::lock::{DirLock, LOCK_FILE};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{EpochMetrics, Mode};
 
 use crate::compact::{Compacted, compact};
 use crate::error::{Error, Result};
 use crate::export::export;
-use crate::format::TrainingRecord;
+use crate::format::{HeldOutSource, TrainingRecord};
 use crate::plan::PrunePlan;
 use crate::report::{Cost, Evaluation, Latency, PruneReport};
 use crate::verify::{Verification, verify};
@@ -30,19 +31,41 @@ pub const REPORT_FILE: &str = "report.json";
 /// Prunes the run in `run_dir` with `read_out` (`ReadOut::default()`: the gap rule over the
 /// documented floor; `ReadOut::from(threshold)`: a plain threshold) and writes the compacted
 /// model to `out_dir` (`model.safetensors`, `config.json`, plus `report.json`). Refuses to
-/// write into the run directory or any directory that holds a training run.
+/// write into the run directory or any directory that holds a training run, and into a
+/// non-empty directory unless `force` (then the three files are replaced, atomically each).
+/// Holds `out_dir`'s lock while it works (and the run's shared lock while reading it), so
+/// two processes never write one export.
 ///
 /// The run's own `train.threshold` is not used: it only counts active groups in the
 /// training metrics.
-pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<PruneReport> {
-    check_out_dir(run_dir, out_dir)?;
+pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path, force: bool) -> Result<PruneReport> {
+    check_out_dir(run_dir, out_dir, force)?;
     let (cfg, model) = load_run_model(run_dir)?;
-    let plan = PrunePlan::with_read_out(&model, read_out)?;
-    let mut compacted = compact(&model, &plan)?;
-    annotate(&mut compacted, &cfg, last_metrics(run_dir)?)?;
-    let dense = compact(&model, &PrunePlan::keep_all(&model)?)?;
+    let created = !out_dir.exists();
+    let lock = DirLock::exclusive(out_dir)?;
+    let result =
+        check_out_dir(run_dir, out_dir, force).and_then(|()| prune_locked(run_dir, read_out, out_dir, &cfg, &model));
+    drop(lock);
+    if result.is_err() && created {
+        // Leave no trace of a failed export: the directory did not exist before.
+        let _ = std::fs::remove_dir_all(out_dir);
+    }
+    result
+}
 
-    let held_out = check_on_held_out(run_dir, &cfg, &model, &compacted)?;
+fn prune_locked<M: Model + ?Sized>(
+    run_dir: &Path,
+    read_out: &ReadOut,
+    out_dir: &Path,
+    cfg: &RunConfig,
+    model: &M,
+) -> Result<PruneReport> {
+    let plan = PrunePlan::with_read_out(model, read_out)?;
+    let mut compacted = compact(model, &plan)?;
+    annotate(&mut compacted, cfg, last_metrics(run_dir)?)?;
+    let dense = compact(model, &PrunePlan::keep_all(model)?)?;
+
+    let held_out = check_on_held_out(run_dir, cfg, model, &compacted)?;
     let before = Cost::of(&model.architecture())?;
     let after = Cost::of(compacted.architecture())?;
 
@@ -51,7 +74,7 @@ pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<P
     let rows = x.dim(0)?;
     let ids: Vec<u32> = (0..LATENCY_BATCH).map(|i| (i % rows) as u32).collect();
     let xb = x.index_select(&Tensor::from_vec(ids, LATENCY_BATCH, &Device::Cpu)?, 0)?;
-    let latency = measure_latency(&model, &dense, &compacted, &xb, LATENCY_REPETITIONS)?;
+    let latency = measure_latency(model, &dense, &compacted, &xb, LATENCY_REPETITIONS)?;
     let report = PruneReport {
         run_dir: run_dir.into(),
         out_dir: out_dir.into(),
@@ -62,6 +85,7 @@ pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path) -> Result<P
         verification: held_out.verification,
         gated_eval: held_out.gated,
         compact_eval: held_out.compacted,
+        kept_input_names: compacted.config.kept_input_names(),
         latency,
     };
     let path = out_dir.join(REPORT_FILE);
@@ -78,6 +102,11 @@ pub fn annotate(model: &mut Compacted, cfg: &RunConfig, metrics: Option<EpochMet
         c.input.names = Some(cfg.feature_names.clone());
     }
     c.input.standardizer = cfg.standardizer.clone();
+    c.input.target = cfg.data.target.clone();
+    c.input.task = cfg.task;
+    c.input.class_names = cfg.class_names.clone();
+    c.held_out =
+        Some(HeldOutSource { data: cfg.data.clone(), seed: cfg.train.seed, data_sha256: cfg.data_sha256.clone() });
     let p = &mut c.provenance;
     p.mode =
         Some(serde_json::to_value(cfg.train.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
@@ -113,7 +142,7 @@ pub(crate) fn check_on_held_out<M: Model + ?Sized>(
     gated: &M,
     compact: &Compacted,
 ) -> Result<HeldOutCheck> {
-    let (_, test, _) = cfg.data.prepare(cfg.train.seed)?;
+    let test = cfg.held_out()?;
     if test.is_empty() {
         return Err(Error::format(
             run_dir.join("config.json"),
@@ -124,11 +153,10 @@ pub(crate) fn check_on_held_out<M: Model + ?Sized>(
     let verification = verify(gated, compact, &inputs)?;
     let device = cfg.train.device.device()?;
     let data = TensorData::new(&test, DType::F32, &device)?;
-    let (loss, accuracy) = evaluate(gated, &data)?;
-    let gated_eval = Evaluation { loss, accuracy };
+    let gated_eval = score(gated, &data)?;
     let cpu = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let (loss, accuracy) = evaluate(&compact.model, &cpu.select_features(&compact.config.kept_input_indices())?)?;
-    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted: Evaluation { loss, accuracy } })
+    let compacted = score(&compact.model, &cpu.select_features(&compact.config.kept_input_indices())?)?;
+    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted })
 }
 
 fn median_ms(reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
@@ -176,15 +204,37 @@ fn last_metrics(run_dir: &Path) -> Result<Option<EpochMetrics>> {
     serde_json::from_str(line).map(Some).map_err(|e| Error::format(&path, e.to_string()))
 }
 
-fn check_out_dir(run_dir: &Path, out_dir: &Path) -> Result<()> {
-    let refuse = |m: &str| Err(Error::OutputDir { path: out_dir.into(), message: m.into() });
+fn check_out_dir(run_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
+    let refuse = |m: String| Err(Error::OutputDir { path: out_dir.into(), message: m });
     if let (Ok(a), Ok(b)) = (run_dir.canonicalize(), out_dir.canonicalize())
         && a == b
     {
-        return refuse("is the run directory; its config.json and model.safetensors would be overwritten");
+        return refuse("is the run directory; its config.json and model.safetensors would be overwritten".into());
     }
     if out_dir.join("state.json").exists() || out_dir.join("optimizer.safetensors").exists() {
-        return refuse("holds a training run");
+        return refuse("holds a training run".into());
+    }
+    if out_dir.exists() && !out_dir.is_dir() {
+        return refuse("is not a directory".into());
+    }
+    if force || !out_dir.exists() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(out_dir).map_err(|e| Error::Io { path: out_dir.into(), source: e })?;
+    let mut names = vec![];
+    for e in entries {
+        let name = e.map_err(|e| Error::Io { path: out_dir.into(), source: e })?.file_name();
+        if name != LOCK_FILE {
+            names.push(name.to_string_lossy().chars().filter(|c| !c.is_control()).collect::<String>());
+        }
+    }
+    if !names.is_empty() {
+        names.sort();
+        return refuse(format!(
+            "is not empty (it holds {}); choose a new directory, or pass --force to replace its model",
+            names.iter().take(3).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                + if names.len() > 3 { ", ..." } else { "" }
+        ));
     }
     Ok(())
 }

@@ -54,14 +54,9 @@ pub struct Latency {
     pub speedup: f64,
 }
 
-/// Loss and accuracy on the held-out split.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// Mean cross-entropy or half-MSE.
-    pub loss: f64,
-    /// Accuracy (classification).
-    pub accuracy: Option<f64>,
-}
+/// Loss, accuracy (classification) or RMSE / MAE / R² (regression) on a data set: the
+/// scores of `dgating-nn` ([`dgating_nn::train::Scores`]).
+pub type Evaluation = dgating_nn::train::Scores;
 
 /// Everything [`crate::prune_run`] found and did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +79,9 @@ pub struct PruneReport {
     pub gated_eval: Evaluation,
     /// Held-out loss/accuracy of the compacted model.
     pub compact_eval: Evaluation,
+    /// Names of the input features the compacted model reads (when the run had names).
+    #[serde(default)]
+    pub kept_input_names: Option<Vec<String>>,
     /// Measured forward latency.
     pub latency: Latency,
 }

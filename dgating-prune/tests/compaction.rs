@@ -165,7 +165,7 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
     let run = tempfile::tempdir().unwrap();
     train_run("mlp", "wine", 3, 0.2, 100, run.path());
     let out = tempfile::tempdir().unwrap();
-    let report = prune_run(run.path(), &ReadOut::default(), out.path()).unwrap();
+    let report = prune_run(run.path(), &ReadOut::default(), out.path(), false).unwrap();
     let kept = report.after.sizes["inputs"];
     assert!(kept < 13 && kept > 0, "{report:?}");
     assert_eq!(report.before.sizes, sizes(&[("inputs", 13), ("hidden.0", 64), ("outputs", 3)]));
@@ -208,7 +208,7 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
 fn prune_run_refuses_to_overwrite_the_run() {
     let run = tempfile::tempdir().unwrap();
     train_run("linear", "wine", 2, 0.1, 2, run.path());
-    let err = prune_run(run.path(), &ReadOut::default(), run.path()).unwrap_err();
+    let err = prune_run(run.path(), &ReadOut::default(), run.path(), false).unwrap_err();
     assert!(matches!(err, Error::OutputDir { .. }), "{err}");
     assert!(dgating_nn::train::run::load_run_model(run.path()).is_ok());
 }
@@ -234,7 +234,7 @@ fn prune_run_on_a_prox_run_removes_the_exact_zeros() {
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path()).unwrap();
+    let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path(), false).unwrap();
     assert_eq!(report.after.sizes, sizes(&[("inputs", 5), ("outputs", 1)]));
     assert_eq!(report.verification.unmasked_max_abs, report.verification.max_abs);
     assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);

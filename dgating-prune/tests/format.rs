@@ -74,7 +74,7 @@ fn round_trip_is_exact_and_names_are_pinned() {
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["architecture", "dims", "format", "input", "provenance"]);
+    assert_eq!(keys, ["architecture", "dims", "format", "held_out", "input", "provenance"]);
     assert_eq!(json["format"], "dgating-compact-v2");
     assert_eq!(
         json["architecture"],
@@ -85,7 +85,7 @@ fn round_trip_is_exact_and_names_are_pinned() {
     assert_eq!(json["dims"][2], serde_json::json!({"name": "hidden.1", "original": 4, "kept": [1, 2]}));
     let mut input: Vec<&str> = json["input"].as_object().unwrap().keys().map(String::as_str).collect();
     input.sort();
-    assert_eq!(input, ["class_names", "features", "names", "standardizer"]);
+    assert_eq!(input, ["class_names", "features", "names", "standardizer", "target", "task"]);
 
     let loaded = import(dir.path()).unwrap();
     assert_eq!(loaded.config, m.config);

@@ -100,7 +100,7 @@ fn a_trained_residual_run_prunes_and_exports_exactly() {
     let run = tempfile::tempdir().unwrap();
     train_run("residual-mlp", "wine", 3, 0.015, 40, run.path());
     let out = tempfile::tempdir().unwrap();
-    let report = prune_run(run.path(), &ReadOut::default(), out.path()).unwrap();
+    let report = prune_run(run.path(), &ReadOut::default(), out.path(), false).unwrap();
     assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);
     assert!(report.after.params < report.before.params, "{report:?}");
     assert!(report.after.sizes["stream"] < 32 || report.after.sizes["blocks.0.hidden"] < 32, "{report:?}");

@@ -70,7 +70,7 @@ fn mlp_runs_give_the_pinned_masks_and_outputs() {
     let run = tempfile::tempdir().unwrap();
     train_run("mlp", "wine", 3, 0.2, 30, run.path());
     let out = tempfile::tempdir().unwrap();
-    dgating_prune::prune_run(run.path(), &ReadOut::default(), out.path()).unwrap();
+    dgating_prune::prune_run(run.path(), &ReadOut::default(), out.path(), false).unwrap();
     let c = dgating_prune::import(out.path()).unwrap();
     let wine_kept_inputs = c.config.kept_input_indices();
     let wine_outputs = flat(&c.forward_full(&inputs(16, 13, 5)).unwrap());

@@ -59,7 +59,8 @@ pub fn synthetic(spec: &GroupSparseSpec) -> Result<(Dataset, Vec<bool>)> {
     let targets = match spec.loss {
         Loss::Squared => Targets::Values(problem.y().iter().map(|&v| v as f32).collect()),
         Loss::Logistic => {
-            Targets::Classes { labels: problem.y().iter().map(|&v| u32::from(v > 0.5)).collect(), num_classes: 2 }
+            let labels = problem.y().iter().map(|&v| u32::from(v > 0.5)).collect();
+            Targets::Classes { labels, num_classes: 2, names: super::class_names_numbered(2) }
         }
     };
     Ok((Dataset::new("synthetic", features, p, feature_names, targets)?, data.support))

@@ -64,7 +64,8 @@ fn parse_sources(name: &str, image_src: &str, images: &[u8], label_src: &str, la
     let num_features = rows * cols;
     let features = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     let feature_names = (0..num_features).map(|k| format!("px{k}")).collect();
-    let targets = Targets::Classes { labels: labels.into_iter().map(u32::from).collect(), num_classes };
+    let names = super::class_names_numbered(num_classes);
+    let targets = Targets::Classes { labels: labels.into_iter().map(u32::from).collect(), num_classes, names };
     Dataset::new(name, features, num_features, feature_names, targets)
 }
 

@@ -16,6 +16,7 @@
 //! # Ok::<(), dgating_nn::Error>(())
 //! ```
 
+pub mod align;
 pub mod batch;
 pub mod builtin;
 pub mod csv;
@@ -23,15 +24,17 @@ pub mod idx;
 pub mod source;
 pub mod split;
 pub mod standardize;
+pub mod task;
 
 use std::fmt;
 
 pub use batch::{BatchIter, batch_indices};
 pub use builtin::{BUILTIN, builtin, synthetic};
-pub use csv::{load_csv, parse_csv};
+pub use csv::{TableOptions, load_csv, load_features, load_table, parse_csv, parse_table, table_delimiter};
 pub use idx::{load_idx, parse_idx};
-pub use source::load;
+pub use source::{load, load_idx_test, load_with};
 pub use standardize::Standardizer;
+pub use task::{Task, TaskChoice, class_names_numbered};
 
 use crate::error::{Error, Result};
 
@@ -44,6 +47,10 @@ pub enum Targets {
         labels: Vec<u32>,
         /// Number of classes; classes need not all occur (a split may miss one).
         num_classes: usize,
+        /// The name of each class id (`names[k]` is class `k`): text labels as written, numbers
+        /// in canonical form (`"0"`, `"-1"`, `"2.5"`). Models record them, so that another
+        /// file's labels are mapped by name, never by position.
+        names: Vec<String>,
     },
     /// Real values (regression).
     Values(Vec<f32>),
@@ -71,6 +78,22 @@ impl Targets {
         }
     }
 
+    /// The class names (`names[k]` is class `k`), `None` for regression.
+    pub fn class_names(&self) -> Option<&[String]> {
+        match self {
+            Self::Classes { names, .. } => Some(names),
+            Self::Values(_) => None,
+        }
+    }
+
+    /// Classification or regression.
+    pub fn task(&self) -> Task {
+        match self {
+            Self::Classes { .. } => Task::Classification,
+            Self::Values(_) => Task::Regression,
+        }
+    }
+
     /// The class ids, `None` for regression.
     pub fn labels(&self) -> Option<&[u32]> {
         match self {
@@ -82,9 +105,11 @@ impl Targets {
     /// The targets of `indices`, in that order (indices must be `< len`).
     fn select(&self, indices: &[usize]) -> Self {
         match self {
-            Self::Classes { labels, num_classes } => {
-                Self::Classes { labels: indices.iter().map(|&i| labels[i]).collect(), num_classes: *num_classes }
-            }
+            Self::Classes { labels, num_classes, names } => Self::Classes {
+                labels: indices.iter().map(|&i| labels[i]).collect(),
+                num_classes: *num_classes,
+                names: names.clone(),
+            },
             Self::Values(v) => Self::Values(indices.iter().map(|&i| v[i]).collect()),
         }
     }
@@ -150,9 +175,15 @@ impl Dataset {
             return err(format!("sample {i}, feature `{}`: non-finite value {}", feature_names[j], features[k]));
         }
         match &targets {
-            Targets::Classes { labels, num_classes } => {
+            Targets::Classes { labels, num_classes, names } => {
                 if *num_classes == 0 {
                     return err("a classification data set needs at least one class".into());
+                }
+                if names.len() != *num_classes {
+                    return err(format!("{} class names for {num_classes} classes", names.len()));
+                }
+                if let Some(k) = (1..names.len()).find(|&k| names[..k].contains(&names[k])) {
+                    return err(format!("class name `{}` appears twice", names[k]));
                 }
                 if let Some(i) = labels.iter().position(|&l| l as usize >= *num_classes) {
                     return err(format!("sample {i}: label {} is not below num_classes {num_classes}", labels[i]));
@@ -184,7 +215,7 @@ impl Dataset {
 
     /// Samples per class (`None` for regression): for reports and stratification checks.
     pub fn class_counts(&self) -> Option<Vec<usize>> {
-        let Targets::Classes { labels, num_classes } = &self.targets else { return None };
+        let Targets::Classes { labels, num_classes, .. } = &self.targets else { return None };
         let mut counts = vec![0; *num_classes];
         for &l in labels {
             counts[l as usize] += 1;
@@ -230,7 +261,7 @@ mod tests {
     }
 
     fn tiny() -> Dataset {
-        let targets = Targets::Classes { labels: vec![0, 1, 2], num_classes: 3 };
+        let targets = Targets::Classes { labels: vec![0, 1, 2], num_classes: 3, names: class_names_numbered(3) };
         Dataset::new("tiny", vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, names(2), targets).unwrap()
     }
 
@@ -245,7 +276,7 @@ mod tests {
 
     #[test]
     fn new_rejects_inconsistent_data() {
-        let cls = |labels: Vec<u32>, k| Targets::Classes { labels, num_classes: k };
+        let cls = |labels: Vec<u32>, k| Targets::Classes { labels, num_classes: k, names: class_names_numbered(k) };
         let bad = [
             Dataset::new("d", vec![1.0; 5], 2, names(2), cls(vec![0, 0, 0], 1)),
             Dataset::new("d", vec![1.0; 6], 2, names(3), cls(vec![0, 0, 0], 1)),
@@ -264,7 +295,10 @@ mod tests {
     fn subset_picks_rows_and_targets_in_order() {
         let s = tiny().subset(&[2, 0, 2]);
         assert_eq!(s.features, vec![5.0, 6.0, 1.0, 2.0, 5.0, 6.0]);
-        assert_eq!(s.targets, Targets::Classes { labels: vec![2, 0, 2], num_classes: 3 });
+        assert_eq!(
+            s.targets,
+            Targets::Classes { labels: vec![2, 0, 2], num_classes: 3, names: class_names_numbered(3) }
+        );
         let empty = tiny().subset(&[]);
         assert!(empty.is_empty());
         assert_eq!(empty.num_classes(), Some(3));

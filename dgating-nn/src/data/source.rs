@@ -3,45 +3,95 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{BUILTIN, Dataset, builtin, load_csv, load_idx};
+use super::csv::table_delimiter;
+use super::{BUILTIN, Dataset, Task, TaskChoice, builtin, load_idx, load_table};
 use crate::error::{Error, Result};
+
+/// Loads `spec` with the task chosen automatically; see [`load_with`].
+pub fn load(spec: &str, target: Option<&str>) -> Result<Dataset> {
+    load_with(spec, target, None).map(|(d, _)| d)
+}
 
 /// Loads `spec`, which is one of:
 ///
 /// * a built-in name ([`BUILTIN`]; `target` is ignored: their targets are fixed);
-/// * a path ending in `.csv`, whose column `target` holds the targets (required: a
-///   [`Error::Config`] says `--target` is missing otherwise);
+/// * a path ending in `.csv`, `.tsv`, `.csv.gz` or `.tsv.gz`, whose column `target` holds the
+///   targets (required: a [`Error::Config`] says `--target` is missing otherwise), read as
+///   `task` (`None`: chosen by the rule of [`parse_table`](super::parse_table));
 /// * a directory with an IDX images file named like `*images*idx3*` and a labels file like
 ///   `*labels*idx1*`, raw or gzipped. `train-*` files are preferred (the MNIST and Debian
-///   Fashion-MNIST layout `train-images-idx3-ubyte.gz`), then the first name in sorted order.
+///   Fashion-MNIST layout `train-images-idx3-ubyte.gz`), then the first name in sorted order;
+///   [`load_idx_test`] reads the `t10k-*` pair.
 ///
-/// A path that does not exist is an [`Error::Data`] naming it and the accepted forms.
-pub fn load(spec: &str, target: Option<&str>) -> Result<Dataset> {
+/// Returns the data and the task it was read as, with the reason. A path that does not exist
+/// is an [`Error::Data`] naming it and the accepted forms.
+pub fn load_with(spec: &str, target: Option<&str>, task: Option<Task>) -> Result<(Dataset, TaskChoice)> {
+    let fixed = |d: Dataset, what: &str| {
+        let reason = match d.targets.class_names() {
+            Some(c) => format!("classification: {what} with {} classes", c.len()),
+            None => format!("regression: {what} with a real-valued target"),
+        };
+        let choice = TaskChoice { task: d.targets.task(), reason };
+        if let Some(t) = task
+            && t != choice.task
+        {
+            return Err(Error::Config(format!(
+                "{spec} is a {} data set; --task {t} does not apply to it",
+                choice.task
+            )));
+        }
+        Ok((d, choice))
+    };
     if BUILTIN.contains(&spec) {
-        return builtin(spec);
+        return fixed(builtin(spec)?, &format!("the built-in data set `{spec}`"));
     }
     let path = Path::new(spec);
-    let is_csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    if is_csv {
+    if table_delimiter(path).is_some() && path.is_file() {
         let target = target.ok_or_else(|| {
-            Error::Config(format!("`--target` is required for the CSV file {spec}: name its target column"))
+            Error::Config(format!("`--target` is required for the table {spec}: name its target column"))
         })?;
-        return load_csv(path, target);
+        return load_table(path, target, task);
     }
     if path.is_dir() {
         let (images, labels) = find_idx_pair(path)?;
         let mut data = load_idx(&images, &labels)?;
         data.name = spec.to_string();
-        return Ok(data);
+        return fixed(data, "IDX image data");
     }
-    let what = if path.exists() { "is not a .csv file or a directory" } else { "does not exist" };
+    let what = if path.exists() { "is not a .csv/.tsv file (optionally .gz) or a directory" } else { "does not exist" };
     Err(Error::data(
         spec,
         format!(
-            "{what}: expected a built-in data set ({}), a .csv file or a directory of IDX files",
+            "{what}: expected a built-in data set ({}), a .csv/.tsv file or a directory of IDX files",
             BUILTIN.join(", ")
         ),
     ))
+}
+
+/// The test set of an IDX directory that ships one (`t10k-images-idx3-ubyte[.gz]` and
+/// `t10k-labels-idx1-ubyte[.gz]`, the MNIST / Fashion-MNIST layout); `None` otherwise.
+pub fn load_idx_test(dir: &Path) -> Result<Option<Dataset>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let find = |kind: &str| -> Result<Option<PathBuf>> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+            let lower = name.to_string_lossy().to_ascii_lowercase();
+            if lower.starts_with("t10k-") && lower.contains(kind) {
+                return Ok(Some(dir.join(name)));
+            }
+        }
+        Ok(None)
+    };
+    match (find("images-idx3")?, find("labels-idx1")?) {
+        (Some(images), Some(labels)) => {
+            let mut data = load_idx(&images, &labels)?;
+            data.name = format!("{} (t10k)", dir.display());
+            Ok(Some(data))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The IDX images and labels files of `dir`.
@@ -132,6 +182,7 @@ mod tests {
         let m = load(dir.path().to_str().unwrap(), None).unwrap_err().to_string();
         assert!(m.contains("idx3"), "{m}");
         let csv_missing = dir.path().join("x.csv");
-        assert!(matches!(load(csv_missing.to_str().unwrap(), Some("y")), Err(Error::Io { .. })));
+        let m = load(csv_missing.to_str().unwrap(), Some("y")).unwrap_err().to_string();
+        assert!(m.contains("x.csv") && m.contains("does not exist"), "{m}");
     }
 }

@@ -45,7 +45,7 @@ fn split_indices(name: &str, targets: &Targets, test_fraction: f64, seed: u64) -
     }
     let n = targets.len();
     let mut strata: Vec<Vec<usize>> = match targets {
-        Targets::Classes { labels, num_classes } => {
+        Targets::Classes { labels, num_classes, .. } => {
             let mut s = vec![Vec::new(); *num_classes];
             for (i, &l) in labels.iter().enumerate() {
                 s[l as usize].push(i);
@@ -107,7 +107,14 @@ mod tests {
         let labels: Vec<u32> = [(0, 10), (1, 7), (2, 3)].iter().flat_map(|&(c, k)| vec![c; k]).collect();
         let n = labels.len();
         let features = (0..n).map(|i| i as f32).collect();
-        Dataset::new("sorted", features, 1, vec!["i".into()], Targets::Classes { labels, num_classes: 3 }).unwrap()
+        Dataset::new(
+            "sorted",
+            features,
+            1,
+            vec!["i".into()],
+            Targets::Classes { labels, num_classes: 3, names: crate::data::class_names_numbered(3) },
+        )
+        .unwrap()
     }
 
     fn ids(d: &Dataset) -> Vec<usize> {

@@ -70,7 +70,10 @@ impl MlpConfig {
     /// Rejects zero sizes and a first layer asked to group both inputs and outputs.
     pub fn check(&self) -> Result<()> {
         if self.input_dim == 0 || self.output_dim == 0 || self.hidden.contains(&0) {
-            return Err(Error::Config(format!("MLP sizes must be >= 1: {self:?}")));
+            return Err(Error::Config(format!(
+                "MLP sizes must be >= 1, got inputs {}, hidden {:?}, outputs {}",
+                self.input_dim, self.hidden, self.output_dim
+            )));
         }
         if self.group_inputs && self.group_hidden && !self.hidden.is_empty() {
             return Err(Error::Config(

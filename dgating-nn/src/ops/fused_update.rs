@@ -15,11 +15,14 @@ fn unsupported(op: &'static str) -> candle_core::Error {
 }
 
 /// `dst ← a·dst + b·x + c·y` element-wise (`dst`, `x`, `y` of one shape).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Axpby2 {
     a: f64,
     b: f64,
     c: f64,
+    /// Cleared when a result is NaN or infinite (checked in the same pass, for free: the
+    /// trainer reports the step where a parameter first went bad).
+    finite: std::cell::Cell<bool>,
 }
 
 impl InplaceOp3 for Axpby2 {
@@ -41,9 +44,13 @@ impl InplaceOp3 for Axpby2 {
                 let d = contiguous_mut($d, dl, "axpby2")?;
                 let (x, y) = (contiguous($x, xl, "axpby2")?, contiguous($y, yl, "axpby2")?);
                 let (a, b, c) = (self.a as $t, self.b as $t, self.c as $t);
+                let mut finite = true;
                 for ((d, &x), &y) in d.iter_mut().zip(x).zip(y) {
-                    *d = a * *d + b * x + c * y;
+                    let v = a * *d + b * x + c * y;
+                    finite &= v.is_finite();
+                    *d = v;
                 }
+                self.finite.set(finite);
             }};
         }
         match (dst, x, y) {
@@ -57,13 +64,14 @@ impl InplaceOp3 for Axpby2 {
 
 /// Adam's moment updates and parameter step, in place on `θ` given `m` and `v`:
 /// `θ ← θ·(1 − lr·wd) − lr · m̂ / (sqrt(v̂) + ε)` with bias corrections `m̂ = m/c1`, `v̂ = v/c2`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct AdamStep {
     lr: f64,
     decay: f64,
     c1: f64,
     c2: f64,
     eps: f64,
+    finite: std::cell::Cell<bool>,
 }
 
 impl InplaceOp3 for AdamStep {
@@ -86,9 +94,13 @@ impl InplaceOp3 for AdamStep {
                 let (m, v) = (contiguous($m, ml, "adam-step")?, contiguous($v, vl, "adam-step")?);
                 let (lr, keep, c1, c2, eps) =
                     (self.lr as $t, (1.0 - self.lr * self.decay) as $t, self.c1 as $t, self.c2 as $t, self.eps as $t);
+                let mut finite = true;
                 for ((d, &m), &v) in d.iter_mut().zip(m).zip(v) {
-                    *d = *d * keep - lr * (m / c1) / ((v / c2).sqrt() + eps);
+                    let x = *d * keep - lr * (m / c1) / ((v / c2).sqrt() + eps);
+                    finite &= x.is_finite();
+                    *d = x;
                 }
+                self.finite.set(finite);
             }};
         }
         match (dst, m, v) {
@@ -136,9 +148,12 @@ pub fn fusable(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// `dst ← a·dst + b·x + c·y` in place (`x`, `y` made contiguous if needed).
-pub fn axpby2(dst: &Tensor, a: f64, x: &Tensor, b: f64, y: &Tensor, c: f64) -> Result<()> {
-    Ok(dst.inplace_op3(&x.contiguous()?, &y.contiguous()?, &Axpby2 { a, b, c })?)
+/// `dst ← a·dst + b·x + c·y` in place (`x`, `y` made contiguous if needed); returns whether
+/// every result is finite.
+pub fn axpby2(dst: &Tensor, a: f64, x: &Tensor, b: f64, y: &Tensor, c: f64) -> Result<bool> {
+    let op = Axpby2 { a, b, c, finite: std::cell::Cell::new(true) };
+    dst.inplace_op3(&x.contiguous()?, &y.contiguous()?, &op)?;
+    Ok(op.finite.get())
 }
 
 /// `v ← β v + (1 − β) g²` in place.
@@ -157,6 +172,8 @@ pub fn adam_step(
     c1: f64,
     c2: f64,
     eps: f64,
-) -> Result<()> {
-    Ok(theta.inplace_op3(m, v, &AdamStep { lr, decay, c1, c2, eps })?)
+) -> Result<bool> {
+    let op = AdamStep { lr, decay, c1, c2, eps, finite: std::cell::Cell::new(true) };
+    theta.inplace_op3(m, v, &op)?;
+    Ok(op.finite.get())
 }

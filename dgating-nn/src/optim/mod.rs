@@ -4,4 +4,4 @@ pub mod optimizer;
 pub mod schedule;
 
 pub use optimizer::{Optimizer, OptimizerKind};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, Warmup};

@@ -56,13 +56,19 @@ impl OptimizerKind {
     }
 
     fn check(&self) -> Result<()> {
-        let ok = match *self {
-            Self::Sgd { momentum } => (0.0..1.0).contains(&momentum),
-            Self::AdamW { beta1, beta2, eps } => {
-                (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0 && eps.is_finite()
+        let bad = |m: String| Err(Error::Config(m));
+        match *self {
+            Self::Sgd { momentum } if !(0.0..1.0).contains(&momentum) => {
+                bad(format!("SGD momentum must be in [0, 1), got {momentum}"))
             }
-        };
-        if ok { Ok(()) } else { Err(Error::Config(format!("invalid optimizer settings {self:?}"))) }
+            Self::AdamW { beta1, beta2, .. } if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) => {
+                bad(format!("AdamW betas must be in [0, 1), got beta1 = {beta1}, beta2 = {beta2}"))
+            }
+            Self::AdamW { eps, .. } if !(eps > 0.0 && eps.is_finite()) => {
+                bad(format!("AdamW epsilon must be finite and > 0, got {eps}"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -81,6 +87,7 @@ pub struct Optimizer {
     kind: OptimizerKind,
     slots: Vec<Slot>,
     steps: usize,
+    nonfinite: Option<String>,
 }
 
 impl Optimizer {
@@ -108,7 +115,13 @@ impl Optimizer {
                 second: None,
             })
             .collect();
-        Ok(Self { kind, slots, steps: 0 })
+        Ok(Self { kind, slots, steps: 0, nonfinite: None })
+    }
+
+    /// The first parameter that the last step left NaN or infinite, if any (checked in the
+    /// update's own pass on the fused path; by a scan on the reference path).
+    pub fn nonfinite_param(&self) -> Option<&str> {
+        self.nonfinite.as_deref()
     }
 
     /// Steps taken so far.
@@ -125,11 +138,13 @@ impl Optimizer {
             return self.step_reference(grads, lr);
         }
         self.steps += 1;
+        self.nonfinite = None;
         let t = self.steps as i32;
         for slot in &mut self.slots {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
             let theta = slot.var.as_tensor();
             let wd = slot.weight_decay;
+            let finite;
             match self.kind {
                 OptimizerKind::Sgd { momentum } if momentum > 0.0 => {
                     let v = match &slot.first {
@@ -137,10 +152,10 @@ impl Optimizer {
                         None => theta.zeros_like()?,
                     };
                     axpby2(&v, momentum, g, 1.0, theta, wd)?; // v ← μ v + g + wd θ
-                    axpby2(theta, 1.0, &v, -lr, &v, 0.0)?; // θ ← θ − lr v
+                    finite = axpby2(theta, 1.0, &v, -lr, &v, 0.0)?; // θ ← θ − lr v
                     slot.first = Some(v);
                 }
-                OptimizerKind::Sgd { .. } => axpby2(theta, 1.0 - lr * wd, g, -lr, g, 0.0)?,
+                OptimizerKind::Sgd { .. } => finite = axpby2(theta, 1.0 - lr * wd, g, -lr, g, 0.0)?,
                 OptimizerKind::AdamW { beta1, beta2, eps } => {
                     let m = match &slot.first {
                         Some(m) => m.clone(),
@@ -152,10 +167,13 @@ impl Optimizer {
                     };
                     axpby2(&m, beta1, g, 1.0 - beta1, g, 0.0)?;
                     second_moment(&v, g, beta2)?;
-                    adam_step(theta, &m, &v, lr, wd, 1.0 - beta1.powi(t), 1.0 - beta2.powi(t), eps)?;
+                    finite = adam_step(theta, &m, &v, lr, wd, 1.0 - beta1.powi(t), 1.0 - beta2.powi(t), eps)?;
                     slot.first = Some(m);
                     slot.second = Some(v);
                 }
+            }
+            if !finite && self.nonfinite.is_none() {
+                self.nonfinite = Some(slot.name.clone());
             }
         }
         Ok(())
@@ -165,6 +183,7 @@ impl Optimizer {
     /// reference the fused path is tested against, and the path for other devices.
     pub fn step_reference(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.steps += 1;
+        self.nonfinite = None;
         let t = self.steps as i32;
         for slot in &mut self.slots {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
@@ -198,6 +217,10 @@ impl Optimizer {
                     slot.first = Some(m);
                     slot.second = Some(v);
                 }
+            }
+            let worst = slot.var.as_tensor().to_dtype(candle_core::DType::F64)?.abs()?.max_all()?;
+            if !worst.to_scalar::<f64>()?.is_finite() && self.nonfinite.is_none() {
+                self.nonfinite = Some(slot.name.clone());
             }
         }
         Ok(())

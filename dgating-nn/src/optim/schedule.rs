@@ -16,6 +16,50 @@ pub enum Schedule {
     },
 }
 
+/// How long the warm-up of [`Schedule::Cosine`] is, before the number of steps is known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "unit", content = "value", rename_all = "snake_case")]
+pub enum Warmup {
+    /// A number of optimizer steps.
+    Steps(usize),
+    /// A number of epochs (fractions allowed).
+    Epochs(f64),
+    /// A fraction of all steps of the run, in `[0, 1)`.
+    Fraction(f64),
+}
+
+impl Warmup {
+    /// Parses `100` (steps), `2ep` / `2epochs` / `0.5ep` (epochs) or `5%` (of all steps).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let bad = || {
+            format!(
+                "invalid warm-up `{t}`: give steps (`100`), epochs (`2ep`, `0.5epochs`) or a share of all steps (`5%`, 0-99%)"
+            )
+        };
+        if let Some(p) = t.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| bad())?;
+            return if (0.0..100.0).contains(&v) { Ok(Self::Fraction(v / 100.0)) } else { Err(bad()) };
+        }
+        if let Some(e) = t.strip_suffix("epochs").or_else(|| t.strip_suffix("ep")) {
+            let v: f64 = e.trim().parse().map_err(|_| bad())?;
+            return if v.is_finite() && v >= 0.0 { Ok(Self::Epochs(v)) } else { Err(bad()) };
+        }
+        t.parse::<usize>().map(Self::Steps).map_err(|_| bad())
+    }
+
+    /// Warm-up steps for a run of `total_steps` steps with `steps_per_epoch` per epoch
+    /// (never more than the run).
+    pub fn steps(&self, steps_per_epoch: usize, total_steps: usize) -> usize {
+        let s = match *self {
+            Self::Steps(s) => s,
+            Self::Epochs(e) => (e * steps_per_epoch as f64).round() as usize,
+            Self::Fraction(f) => (f * total_steps as f64).round() as usize,
+        };
+        s.min(total_steps)
+    }
+}
+
 impl Schedule {
     /// The rate at 0-based `step` of `total`.
     pub fn rate(&self, base: f64, step: usize, total: usize) -> f64 {
@@ -37,6 +81,20 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warmup_parses_steps_epochs_and_fractions() {
+        assert_eq!(Warmup::parse("100"), Ok(Warmup::Steps(100)));
+        assert_eq!(Warmup::parse("2ep"), Ok(Warmup::Epochs(2.0)));
+        assert_eq!(Warmup::parse("0.5epochs"), Ok(Warmup::Epochs(0.5)));
+        assert_eq!(Warmup::parse("5%"), Ok(Warmup::Fraction(0.05)));
+        for bad in ["-1", "x", "100%", "-2ep", "nanep"] {
+            assert!(Warmup::parse(bad).unwrap_err().contains("5%"), "{bad}");
+        }
+        assert_eq!(Warmup::Fraction(0.05).steps(9, 900), 45);
+        assert_eq!(Warmup::Epochs(2.0).steps(9, 900), 18);
+        assert_eq!(Warmup::Steps(1000).steps(9, 90), 90);
+    }
 
     #[test]
     fn cosine_warms_up_then_decays() {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layers::GateInit;
-use crate::optim::{OptimizerKind, Schedule};
+use crate::optim::{OptimizerKind, Schedule, Warmup};
 
 /// How the group structure is trained (docs/METHOD.md §2, §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,17 @@ pub enum Mode {
 pub const MODES: &[&str] = &["dense", "dgating", "direct", "prox", "magnitude"];
 
 impl Mode {
+    /// The CLI name (`dense`, `dgating`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dense => "dense",
+            Self::Dgating => "dgating",
+            Self::Direct => "direct",
+            Self::Prox => "prox",
+            Self::Magnitude => "magnitude",
+        }
+    }
+
     /// Parses a CLI name.
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
@@ -75,6 +86,10 @@ pub struct TrainConfig {
     /// How gates start (`dgating` mode).
     #[serde(default)]
     pub gate_init: GateInit,
+    /// The warm-up of a cosine schedule as asked for (in steps, epochs or a share of the run);
+    /// [`crate::train::plan`] resolves it into `schedule` once the data size is known.
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
     /// Where the model and the data live (CPU unless configured; CUDA needs the `cuda`
     /// feature).
     #[serde(default)]
@@ -123,6 +138,7 @@ impl TrainConfig {
             seed: 0,
             gate_init: GateInit::Ones,
             device: DeviceSpec::Cpu,
+            warmup: None,
         }
     }
 

@@ -27,7 +27,7 @@ impl TensorData {
     pub fn new(data: &Dataset, dtype: DType, device: &Device) -> Result<Self> {
         let x = Tensor::from_slice(&data.features, (data.len(), data.num_features), device)?.to_dtype(dtype)?;
         Ok(match &data.targets {
-            Targets::Classes { labels, num_classes } => {
+            Targets::Classes { labels, num_classes, .. } => {
                 Self { x, labels: Some((labels.clone(), *num_classes)), values: None }
             }
             Targets::Values(v) => {
@@ -60,6 +60,12 @@ impl TensorData {
             let oh = one_hot(&ys, *classes, out.dtype(), out.device())?;
             Ok((cross_entropy(out, &oh)?, Some(correct(out, &ys)?)))
         } else if let Some(v) = &self.values {
+            if out.dim(1)? != 1 {
+                return Err(Error::Config(format!(
+                    "the model is a classifier with {} outputs, but the data has a real-valued (regression) target",
+                    out.dim(1)?
+                )));
+            }
             let ids = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), v.device())?;
             Ok((half_mse(out, &v.index_select(&ids, 0)?)?, None))
         } else {
@@ -90,6 +96,8 @@ pub struct Progress {
     pub step: usize,
     /// Steps per epoch.
     pub steps_per_epoch: usize,
+    /// Epochs of the whole run (including magnitude fine-tuning).
+    pub total_epochs: usize,
     /// Loss of this step.
     pub loss: f64,
 }
@@ -112,13 +120,13 @@ impl<'m, M: Model> Trainer<'m, M> {
         let gated = sets.iter().any(|s| s.depth().is_some());
         if (config.mode == Mode::Dgating) != gated {
             return Err(Error::Config(format!(
-                "mode {:?} needs a {} model",
-                config.mode,
+                "mode `{}` needs a {} model",
+                config.mode.name(),
                 if gated { "plain" } else { "gated" }
             )));
         }
         if config.mode != Mode::Dense && sets.is_empty() {
-            return Err(Error::Config(format!("mode {:?} needs a model with groups (gate sets)", config.mode)));
+            return Err(Error::Config(format!("mode `{}` needs a model with groups (gate sets)", config.mode.name())));
         }
         let gate_wd = if config.mode == Mode::Dgating { config.gate.weight_decay() } else { 0.0 };
         let optimizer = Optimizer::new(config.optimizer, &model.params()?, gate_wd, config.ungated_weight_decay)?;
@@ -205,13 +213,26 @@ impl<'m, M: Model> Trainer<'m, M> {
             }
             let grads = loss.backward()?;
             self.optimizer.step(&grads, lr)?;
+            if let Some(name) = self.optimizer.nonfinite_param() {
+                return Err(Error::NonFinite {
+                    what: format!("parameter `{name}` after the update"),
+                    epoch,
+                    step: s + 1,
+                });
+            }
             match cfg.mode {
                 Mode::Prox => self.apply_prox(lr)?,
                 Mode::Magnitude if self.masks.is_some() => self.apply_masks()?,
                 _ => {}
             }
             loss_sum += value;
-            progress(Progress { epoch, step: s + 1, steps_per_epoch: batches.len(), loss: value });
+            progress(Progress {
+                epoch,
+                step: s + 1,
+                steps_per_epoch: batches.len(),
+                total_epochs: cfg.total_epochs(),
+                loss: value,
+            });
         }
         self.check_params_finite(epoch, batches.len())?;
         self.epochs_done = epoch;
@@ -290,7 +311,8 @@ impl<'m, M: Model> Trainer<'m, M> {
 
     /// Validation loss/accuracy and group statistics.
     pub fn evaluate(&self, epoch: usize, train_loss: f64, val: &TensorData, lr: f64) -> Result<EpochMetrics> {
-        let (val_loss, accuracy) = evaluate(self.model, val)?;
+        let scores = score(self.model, val)?;
+        let (val_loss, accuracy) = (scores.loss, scores.accuracy);
         let threshold: Threshold = self.config.threshold;
         let stats = group_stats(&self.model.gate_sets(), &self.model.params()?, &threshold, self.config.gate.depth())?;
         let active_per_layer: Vec<usize> = stats.masks.iter().map(|m| m.iter().filter(|&&k| k).count()).collect();
@@ -308,6 +330,9 @@ impl<'m, M: Model> Trainer<'m, M> {
             factor_penalty: stats.factor_penalty,
             group_penalty: stats.group_penalty,
             lr,
+            val_rmse: scores.rmse,
+            val_mae: scores.mae,
+            val_r2: scores.r2,
         })
     }
 }
@@ -315,20 +340,57 @@ impl<'m, M: Model> Trainer<'m, M> {
 /// Mean loss and (for classification) accuracy of `model` on `data`, in chunks of 1024 rows
 /// ([`Model::infer`]).
 pub fn evaluate<M: Model + ?Sized>(model: &M, data: &TensorData) -> Result<(f64, Option<f64>)> {
+    let s = score(model, data)?;
+    Ok((s.loss, s.accuracy))
+}
+
+/// What a model scores on a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Scores {
+    /// Mean loss: cross-entropy for classification, `½·MSE` (half the mean squared error)
+    /// for regression.
+    pub loss: f64,
+    /// Fraction of rows classified correctly (classification).
+    pub accuracy: Option<f64>,
+    /// Root mean squared error (regression).
+    pub rmse: Option<f64>,
+    /// Mean absolute error (regression).
+    pub mae: Option<f64>,
+    /// Coefficient of determination `1 − SSE/SST` (regression; `None` when the targets are
+    /// constant).
+    pub r2: Option<f64>,
+}
+
+/// [`Scores`] of `model` on `data`, in chunks of 1024 rows ([`Model::infer`]).
+pub fn score<M: Model + ?Sized>(model: &M, data: &TensorData) -> Result<Scores> {
     let n = data.len();
     if n == 0 {
         return Err(Error::data("evaluation data", "the evaluation set is empty"));
     }
-    let (mut loss, mut correct_total, mut classified) = (0.0, 0usize, false);
+    let (mut loss, mut correct_total) = (0.0, 0usize);
+    let mut preds: Vec<f64> = Vec::new();
     for start in (0..n).step_by(1024) {
         let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
         let out = model.infer(&data.rows(&idx)?)?;
         let (l, c) = data.loss(&out, &idx)?;
         loss += to_f64_vec(&l)?[0] * idx.len() as f64;
-        if let Some(c) = c {
-            correct_total += c;
-            classified = true;
+        match c {
+            Some(c) => correct_total += c,
+            None => preds.extend(to_f64_vec(&out)?),
         }
     }
-    Ok((loss / n as f64, classified.then(|| correct_total as f64 / n as f64)))
+    let mut scores = Scores { loss: loss / n as f64, ..Scores::default() };
+    match &data.values {
+        None => scores.accuracy = Some(correct_total as f64 / n as f64),
+        Some(v) => {
+            let ys = to_f64_vec(v)?;
+            let mean = ys.iter().sum::<f64>() / n as f64;
+            let sse: f64 = preds.iter().zip(&ys).map(|(p, y)| (p - y).powi(2)).sum();
+            let sst: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
+            scores.rmse = Some((sse / n as f64).sqrt());
+            scores.mae = Some(preds.iter().zip(&ys).map(|(p, y)| (p - y).abs()).sum::<f64>() / n as f64);
+            scores.r2 = (sst > 0.0).then(|| 1.0 - sse / sst);
+        }
+    }
+    Ok(scores)
 }

@@ -19,7 +19,7 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Validation accuracy in `[0, 1]` (classification) or `None`.
     pub val_accuracy: Option<f64>,
-    /// Validation loss (cross-entropy or half-MSE).
+    /// Validation loss: cross-entropy (classification) or `½·MSE` (regression).
     pub val_loss: f64,
     /// Groups above the threshold, over all gate sets.
     pub active_groups: usize,
@@ -37,6 +37,15 @@ pub struct EpochMetrics {
     pub group_penalty: f64,
     /// Learning rate at the epoch's last step.
     pub lr: f64,
+    /// Validation root mean squared error (regression).
+    #[serde(default)]
+    pub val_rmse: Option<f64>,
+    /// Validation mean absolute error (regression).
+    #[serde(default)]
+    pub val_mae: Option<f64>,
+    /// Validation `R²` (regression).
+    #[serde(default)]
+    pub val_r2: Option<f64>,
 }
 
 /// Group statistics of a model's gate sets.

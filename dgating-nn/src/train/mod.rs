@@ -4,10 +4,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
+pub mod lock;
 pub mod metrics;
 pub mod run;
 
 pub use config::{DeviceSpec, Mode, TrainConfig};
-pub use engine::{Progress, Trainer};
+pub use engine::{Progress, Scores, Trainer, score};
 pub use metrics::EpochMetrics;
-pub use run::{DataSpec, RunConfig, RunSummary, resume, train};
+pub use run::{DataSpec, PreparedData, ResumeOptions, RunConfig, RunPlan, RunSummary, plan, resume, train};
