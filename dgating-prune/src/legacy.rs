@@ -11,6 +11,10 @@ use crate::format::{COMPACT_FORMAT, CompactConfig, HeldOutSource, InputSpec, Kep
 
 /// The only activation of v1 files.
 const ACTIVATION: &str = "relu";
+/// The largest width a v1 file may claim: v1 left "all kept" implicit, and v2 lists the kept
+/// indices, so converting materializes one index per entry; a hostile config must not make that
+/// allocation unbounded.
+const MAX_WIDTH: usize = 1 << 24;
 
 #[derive(Debug, Deserialize)]
 struct V1Provenance {
@@ -58,6 +62,15 @@ pub(crate) fn from_v1(value: serde_json::Value) -> Result<CompactConfig, String>
     let p = &v1.provenance;
     if w.len() < 2 || p.original_widths.len() != w.len() || p.kept_hidden.len() + 2 != w.len() {
         return Err(format!("widths {w:?}, original widths {:?} and kept_hidden do not fit", p.original_widths));
+    }
+    if w.iter().chain(&p.original_widths).chain([&v1.input_dim_full]).any(|&n| n > MAX_WIDTH) {
+        return Err(format!("widths above {MAX_WIDTH} are not supported"));
+    }
+    if v1.kept_inputs.is_none() && w[0] != v1.input_dim_full {
+        return Err(format!(
+            "no kept_inputs but widths[0] = {} differs from input_dim_full = {}",
+            w[0], v1.input_dim_full
+        ));
     }
     let architecture = Architecture::from_widths(w).map_err(|e| e.to_string())?;
     let all = |n: usize| (0..n).collect::<Vec<_>>();

@@ -95,3 +95,18 @@ proptest! {
         let _ = parse_config(Path::new("config.json"), &bytes);
     }
 }
+
+/// A v1 config may leave "all features kept" implicit; converting it lists the indices, so a
+/// hostile width is refused before anything that size is allocated.
+#[test]
+fn a_v1_config_with_a_huge_width_is_an_error_not_an_allocation() {
+    let (cfg, _) = seed();
+    let mut v: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
+    let huge = 1u64 << 50;
+    v["input_dim_full"] = huge.into();
+    v["widths"][0] = huge.into();
+    v["kept_inputs"] = serde_json::Value::Null;
+    v["provenance"]["original_widths"][0] = huge.into();
+    let err = parse_config(Path::new("config.json"), &serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("not supported"), "{err}");
+}
