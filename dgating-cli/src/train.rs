@@ -62,6 +62,13 @@ pub struct TrainArgs {
     /// (`5%`).
     #[arg(long, default_value = "5%", conflicts_with = "resume")]
     warmup: String,
+    /// Learning-rate floor: the cosine schedule decays to FLOOR x lr instead of 0 (lets the
+    /// collapse of unneeded groups go further; docs/EXPERIMENTS.md).
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    lr_floor: f64,
+    /// Share of the run spent at the floor at the end (constant tail), in [0, 1).
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    lr_tail: f64,
     /// Optimizer: sgd (momentum, coupled weight decay) or adamw (decoupled).
     #[arg(long, default_value = "sgd", conflicts_with = "resume")]
     optimizer: String,
@@ -110,7 +117,11 @@ impl TrainArgs {
         cfg.batch_size = self.batch_size;
         cfg.lr = self.lr;
         cfg.warmup = Some(Warmup::parse(&self.warmup)?);
-        cfg.schedule = Schedule::Cosine { warmup: 0 };
+        cfg.schedule = if self.lr_floor > 0.0 || self.lr_tail > 0.0 {
+            Schedule::CosineFloor { warmup: 0, floor: self.lr_floor, tail: self.lr_tail }
+        } else {
+            Schedule::Cosine { warmup: 0 }
+        };
         cfg.optimizer = match self.optimizer.as_str() {
             "sgd" if (0.0..1.0).contains(&self.momentum) => OptimizerKind::Sgd { momentum: self.momentum },
             "sgd" => return Err(format!("momentum must be in [0, 1), got {}", self.momentum).into()),

@@ -545,6 +545,15 @@ fn messages_and_formats() {
     let (code, _, e) = train_linear(d, "wine", None, "m", &["--momentum", "1.0"]);
     assert_eq!(code, 1);
     assert!(e.contains("[0, 1)") && !e.contains("Sgd {"), "{e}");
+    let (code, _, e) = train_linear(d, "wine", None, "m", &["--lr-floor", "1.5"]);
+    assert_eq!(code, 1);
+    assert!(e.contains("floor must be in [0, 1]"), "{e}");
+    let (code, _, e) =
+        train_linear(d, "wine", None, "floor", &["--lr-floor", "0.5", "--lr-tail", "0.3", "--epochs", "2"]);
+    assert_eq!(code, 0, "{e}");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("floor/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["schedule"]["kind"], "cosine_floor");
+    assert_eq!(cfg["train"]["schedule"]["floor"], 0.5);
     std::fs::write(d.join("afile"), "x").unwrap();
     let (code, _, e) = train_linear(d, "wine", None, "afile/run", &[]);
     assert_eq!(code, 1);

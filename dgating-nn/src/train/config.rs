@@ -160,6 +160,7 @@ impl TrainConfig {
         if !self.direct_epsilon.is_finite() || self.direct_epsilon < 0.0 {
             return bad(format!("direct epsilon must be finite and >= 0, got {}", self.direct_epsilon));
         }
+        self.schedule.check().map_err(Error::Config)?;
         if !(0.0..1.0).contains(&self.target_sparsity) {
             return bad(format!("target sparsity must be in [0, 1), got {}", self.target_sparsity));
         }

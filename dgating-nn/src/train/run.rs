@@ -318,10 +318,10 @@ pub struct RunPlan {
 pub fn plan(model_name: &str, mut train_cfg: TrainConfig, data: DataSpec) -> Result<RunPlan> {
     train_cfg.check()?;
     let prepared = data.load(train_cfg.seed)?;
-    if let (Some(w), crate::optim::Schedule::Cosine { .. }) = (train_cfg.warmup, train_cfg.schedule) {
+    if let Some(w) = train_cfg.warmup {
         let per_epoch = prepared.train.len().div_ceil(train_cfg.batch_size);
         let warmup = w.steps(per_epoch, per_epoch * train_cfg.total_epochs());
-        train_cfg.schedule = crate::optim::Schedule::Cosine { warmup };
+        train_cfg.schedule = train_cfg.schedule.with_warmup(warmup);
     }
     let model_cfg = Architecture::preset(model_name, prepared.train.num_features, output_dim(&prepared.train))?;
     let cfg = RunConfig {
