@@ -76,9 +76,9 @@ pub fn import(dir: &Path) -> Result<Compacted> {
 }
 
 /// Builds a model from a validated config and the bytes of its `model.safetensors` (`path`
-/// only names it in errors). The file's tag must be the one the config was read from (v1
-/// weights carry `dgating-compact-v1`; the tensors of both versions are the same). Never
-/// panics on hostile bytes (fuzzed: `fuzz/`).
+/// only names it in errors). The file's `format` tag may be either version: the weights of a
+/// v1 and a v2 MLP are the same tensors under the same keys, and the config (already checked)
+/// decides which tensors must be there. Never panics on hostile bytes (fuzzed: `fuzz/`).
 pub fn parse_model(config: CompactConfig, path: &Path, bytes: &[u8]) -> Result<Compacted> {
     let path = path.to_path_buf();
     let (_, meta) =

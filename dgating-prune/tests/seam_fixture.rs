@@ -2,9 +2,10 @@
 //! the same keep-masks and compacted outputs (<= 1e-6) as the code before it, and a
 //! `dgating-compact-v1` export written by that code still loads and computes the same function.
 //!
-//! `tests/fixtures/seam.json` and `tests/fixtures/v1-wine/` were written by this test with
-//! `DGATING_BLESS=1` on the code before the refactor (commit "test: pin MLP masks, compacted
-//! outputs and a v1 export before the seam refactor"); they are never rewritten since.
+//! `tests/fixtures/seam.json` and `tests/fixtures/v1-wine/` were written by this test on the
+//! MLP-only code before the refactor (commit 40aea92, "test: pin MLP masks, compacted outputs
+//! and a v1 export before the seam refactor", which had a `DGATING_BLESS=1` switch to write
+//! them); the switch is gone, so they cannot be rewritten by the code they check.
 
 mod common;
 
@@ -77,14 +78,6 @@ fn mlp_runs_give_the_pinned_masks_and_outputs() {
     let (hidden_masks, hidden_outputs) = hidden_run();
     let now = Pinned { wine_kept_inputs, wine_outputs, hidden_masks, hidden_outputs };
     let path = fixtures().join("seam.json");
-    if std::env::var_os("DGATING_BLESS").is_some() {
-        std::fs::write(&path, serde_json::to_vec_pretty(&now).unwrap()).unwrap();
-        let v1 = fixtures().join("v1-wine");
-        std::fs::create_dir_all(&v1).unwrap();
-        for f in ["config.json", "model.safetensors"] {
-            std::fs::copy(out.path().join(f), v1.join(f)).unwrap();
-        }
-    }
     let pinned: Pinned = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(now.wine_kept_inputs, pinned.wine_kept_inputs);
     assert!(now.wine_kept_inputs.len() < 13, "the wine run removes features: {:?}", now.wine_kept_inputs);
