@@ -118,3 +118,47 @@ fn a_trained_residual_run_prunes_and_exports_exactly() {
     let again = import(out.path()).unwrap();
     assert_eq!(bits(&again.forward_full(&x).unwrap()), bits(&loaded.forward_full(&x).unwrap()));
 }
+
+/// The baselines work on gate sets too: magnitude pruning of a residual MLP removes half of
+/// every gate set (the stream's groups span four layers, zeroed together) and the exact zeros
+/// prune away with a zero threshold; prox gives exact zeros the same way.
+#[test]
+fn baselines_prune_a_residual_mlp_through_the_same_path() {
+    let mut cfg = dgating_nn::train::TrainConfig::new(
+        dgating_nn::train::Mode::Magnitude,
+        dgating_core::GateConfig::new(2, 0.0).unwrap(),
+    );
+    (cfg.epochs, cfg.finetune_epochs, cfg.batch_size, cfg.lr, cfg.target_sparsity) = (4, 2, 16, 0.05, 0.5);
+    let run = tempfile::tempdir().unwrap();
+    let data = dgating_nn::train::DataSpec::new("wine", None);
+    dgating_nn::train::train("residual-mlp", cfg, data, run.path(), &mut |_| {}, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path(), false).unwrap();
+    let s = &report.after.sizes;
+    assert_eq!((s["stream"], s["blocks.0.hidden"], s["blocks.1.hidden"], s["inputs"]), (16, 16, 16, 13), "{s:?}");
+    assert_eq!(
+        report.verification.unmasked_max_abs, report.verification.max_abs,
+        "the removed groups were exact zeros"
+    );
+    assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);
+
+    let mut cfg = dgating_nn::train::TrainConfig::new(
+        dgating_nn::train::Mode::Prox,
+        dgating_core::GateConfig::new(2, 0.12).unwrap(),
+    );
+    (cfg.epochs, cfg.batch_size, cfg.lr) = (20, 16, 0.05);
+    let run = tempfile::tempdir().unwrap();
+    let data = dgating_nn::train::DataSpec::new("wine", None);
+    dgating_nn::train::train("residual-mlp", cfg, data, run.path(), &mut |_| {}, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path(), false).unwrap();
+    assert!(report.after.params < report.before.params, "prox zeroes groups exactly: {report:?}");
+    assert_eq!(report.verification.unmasked_max_abs, report.verification.max_abs);
+    assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);
+}
