@@ -10,11 +10,12 @@ mod demo;
 mod output;
 mod predict;
 mod prune;
+mod sweep;
 mod train;
 
 /// Structured sparsity by D-Gating: train a model whose unneeded groups (input features,
-/// neurons) collapse to zero, prune it into a smaller dense model, evaluate it and predict
-/// with it.
+/// neurons) collapse to zero, prune it into a smaller dense model, evaluate it, predict with
+/// it, and compare it with the baselines over a grid.
 #[derive(Debug, Parser)]
 #[command(name = "dgating", version)]
 struct Cli {
@@ -35,6 +36,9 @@ enum Command {
     Eval(prune::EvalArgs),
     /// Predict every row of a file with a training run or a compacted model.
     Predict(predict::PredictArgs),
+    /// Run a grid of methods x depths x strengths x seeds at equal budgets, and report it
+    /// (`dgating sweep report DIR` merges shards).
+    Sweep(sweep::SweepArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => prune::run_prune(&args),
         Command::Eval(args) => prune::run_eval(&args),
         Command::Predict(args) => predict::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dgating", &mut std::io::stdout());
             Ok(())

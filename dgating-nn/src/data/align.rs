@@ -63,6 +63,24 @@ impl Dataset {
         Dataset::new(self.name.clone(), features, p, names.to_vec(), self.targets.clone())
     }
 
+    /// The columns `names`, in that order (other columns are dropped); a name this data set
+    /// lacks is an error naming it. For a model that reads a subset of the features.
+    pub fn select_features(&self, names: &[String]) -> Result<Dataset> {
+        let mut cols = Vec::with_capacity(names.len());
+        for n in names {
+            let k = self.feature_names.iter().position(|m| m == n).ok_or_else(|| {
+                Error::data(self.name.clone(), format!("missing column `{}` that the model reads", short(n)))
+            })?;
+            cols.push(k);
+        }
+        let mut features = Vec::with_capacity(self.len() * cols.len());
+        for i in 0..self.len() {
+            let row = self.row(i);
+            features.extend(cols.iter().map(|&k| row[k]));
+        }
+        Dataset::new(self.name.clone(), features, cols.len(), names.to_vec(), self.targets.clone())
+    }
+
     /// The labels renumbered to the model's classes `names` (`names[k]` = class `k`). A label
     /// the model does not know is an error naming it; regression targets are an error that
     /// says the model is a classifier.
@@ -113,6 +131,13 @@ mod tests {
         // A feature the model does not read may be absent.
         let a = d.align_features(&s(&["a", "b", "c"]), Some(&[true, true, false])).unwrap();
         assert_eq!(a.features, vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0]);
+    }
+
+    #[test]
+    fn select_features_picks_columns_by_name() {
+        let d = parse_csv("d", b"b,y,a\n2,no,1\n4,yes,3\n", "y").unwrap();
+        assert_eq!(d.select_features(&s(&["a"])).unwrap().features, vec![1.0, 3.0]);
+        assert!(d.select_features(&s(&["c"])).unwrap_err().to_string().contains("`c`"));
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! `dgating sweep` end to end with the `ci` preset: the report is well formed, plots exist,
+//! a killed sweep continues, shards merge, and a point's record matches its run.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dgating")).current_dir(cwd).args(args).output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(!e.contains("panicked"), "{e}");
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("records"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    v.sort_by_key(|r: &serde_json::Value| r["id"].as_str().unwrap().to_string());
+    v
+}
+
+#[test]
+fn ci_preset_writes_a_report_resumes_and_shards_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Two shards into one directory, as two array-job tasks would.
+    for shard in ["0/2", "1/2"] {
+        let (code, _, e) = run_in(d, &["sweep", "--preset", "ci", "--out", "sw", "--shard", shard, "--quiet"]);
+        assert_eq!(code, 0, "{e}");
+    }
+    let recs = records(&d.join("sw"));
+    assert_eq!(recs.len(), 16);
+    let (code, out, e) = run_in(d, &["sweep", "report", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(out.contains("report of 16 of 16 points"), "{out}");
+    let report = d.join("sw/report");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for needle in [
+        "## Budgets",
+        "## Verdict",
+        "### wine",
+        "In words: D-Gating",
+        "fine-tuned for 2 epochs",
+        "wine-metric-vs-kept.png",
+    ] {
+        assert!(md.contains(needle), "report lacks `{needle}`");
+    }
+    let csv = std::fs::read_to_string(report.join("points.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 17);
+    assert_eq!(std::fs::read_to_string(report.join("points.jsonl")).unwrap().lines().count(), 16);
+    for stem in
+        ["wine-metric-vs-kept", "wine-metric-vs-params", "wine-metric-vs-flops", "wine-metric-vs-kept-finetuned"]
+    {
+        let png = std::fs::read(report.join(format!("{stem}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "{stem}.png");
+        let svg = std::fs::read_to_string(report.join(format!("{stem}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("dgating"), "{stem}.svg");
+    }
+    let verdicts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("verdicts.json")).unwrap()).unwrap();
+    assert_eq!(verdicts.as_array().unwrap().len(), 8);
+
+    // A killed sweep: one record lost, its point half-written. Rerunning redoes that point only,
+    // with the same result (deterministic per seed).
+    let victim = recs[5]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(d.join(format!("sw/records/{victim}.json"))).unwrap();
+    std::fs::write(d.join(format!("sw/points/{victim}/run/junk")), b"half").unwrap();
+    let (code, out, e) = run_in(d, &["sweep", "--preset", "ci", "--out", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(out.matches("skip ").count(), 15, "{out}");
+    assert!(out.contains(&format!("] {victim}:")), "{out}");
+    let again = records(&d.join("sw"));
+    for (a, b) in recs.iter().zip(&again) {
+        for key in ["kept", "metric", "metric_finetuned", "params", "gap_found"] {
+            assert_eq!(a[key], b[key], "{}: {key}", a["id"]);
+        }
+    }
+    // A directory started with another spec is refused.
+    std::fs::write(
+        d.join("other.toml"),
+        std::fs::read_to_string(d.join("sw/spec.toml")).unwrap().replace("name = \"ci\"", "name = \"other\""),
+    )
+    .unwrap();
+    let (code, _, e) = run_in(d, &["sweep", "other.toml", "--out", "sw"]);
+    assert_eq!(code, 1);
+    assert!(e.contains("another spec"), "{e}");
+}
+
+#[test]
+fn a_records_metric_is_what_its_compacted_model_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let (code, _, e) = run_in(d, &["sweep", "--preset", "ci", "--out", "sw", "--shard", "2/8", "--quiet"]);
+    assert_eq!(code, 0, "{e}");
+    for r in records(&d.join("sw")) {
+        let id = r["id"].as_str().unwrap();
+        if r["point"]["method"] == "magnitude" {
+            continue; // compacted in memory, not exported
+        }
+        let (code, out, e) = run_in(d, &["eval", &format!("sw/points/{id}/compact"), "--json"]);
+        assert_eq!(code, 0, "{e}");
+        let ev: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let acc = ev["evaluation"]["accuracy"].as_f64().unwrap();
+        assert!((acc - r["metric"].as_f64().unwrap()).abs() < 1e-9, "{id}: eval {acc} vs record {}", r["metric"]);
+        let kept: u64 = r["kept"].as_array().unwrap().iter().map(|k| k.as_u64().unwrap()).sum();
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(format!("sw/points/{id}/compact/config.json"))).unwrap())
+                .unwrap();
+        assert_eq!(cfg["architecture"]["input_dim"].as_u64().unwrap(), kept, "{id}");
+    }
+}
+
+/// A λ so large that every feature collapses leaves no model: the point is recorded as
+/// failed, the sweep goes on, and the report lists it.
+#[test]
+fn collapsed_points_are_recorded_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let spec = r#"
+name = "collapse"
+methods = ["dense", "dgating"]
+depths = [2]
+sparsities = []
+seeds = [0]
+
+[[tasks]]
+name = "wine"
+data = "wine"
+model = "linear"
+epochs = 20
+batch_size = 16
+lr = 0.05
+lambdas = [50.0]
+
+[finetune]
+epochs = 1
+lr = 0.01
+"#;
+    std::fs::write(d.join("collapse.toml"), spec).unwrap();
+    let (code, out, e) = run_in(d, &["sweep", "collapse.toml", "--out", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(out.contains("wine-dgating-D2-l5.000e1-s0: no model"), "{out}");
+    let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
+    assert!(md.contains("## Points without a model") && md.contains("constant function"), "{md}");
+    // Resume skips the failed point too.
+    let (code, out, e) = run_in(d, &["sweep", "collapse.toml", "--out", "sw"]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(out.matches("skip ").count(), 2, "{out}");
+}
