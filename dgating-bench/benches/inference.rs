@@ -15,7 +15,7 @@ use dgating_prune::{Cost, PrunePlan, compact};
 /// for speed).
 fn masked_model(sparsity: f64) -> Mlp {
     let model = Mlp::new(MlpConfig::lenet_300_100(), Some(3), 0, DType::F32, &Device::Cpu).expect("model");
-    for layer in model.group_layers() {
+    for layer in model.layers().iter().filter(|l| l.gate_set().is_some()) {
         let n = layer.num_groups();
         let keep = ((n as f64) * (1.0 - sparsity)).round() as usize;
         let mask: Vec<bool> = (0..n).map(|i| i < keep).collect();
@@ -40,9 +40,9 @@ fn inference(c: &mut Criterion) {
             let plan = PrunePlan::new(&model, &Threshold::absolute(0.0).expect("threshold")).expect("plan");
             let small = compact(&model, &plan).expect("compact");
             if batch == 1 {
-                let before = Cost::of_widths(&plan.widths_before()).flops_per_sample as f64;
-                let after = Cost::of_widths(&plan.widths_after()).flops_per_sample as f64;
-                eprintln!("sparsity {sparsity}: widths {:?}, FLOP ratio {:.2}x", plan.widths_after(), before / after);
+                let before = Cost::of(&model.architecture()).expect("cost").flops_per_sample as f64;
+                let after = Cost::of(small.architecture()).expect("cost").flops_per_sample as f64;
+                eprintln!("sparsity {sparsity}: sizes {:?}, FLOP ratio {:.2}x", plan.sizes_after(), before / after);
             }
             group.bench_with_input(BenchmarkId::new(format!("b{batch}"), format!("compact-{sparsity}")), &x, |b, x| {
                 b.iter(|| small.forward_full(black_box(x)).expect("forward"))

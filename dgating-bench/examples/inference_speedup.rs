@@ -4,7 +4,7 @@
 //! timed: a deployed model runs alone, and one call at a time would have the dense model's
 //! 1 MB of weights evict the small ones), so load changes hit all alike; the speed-up is the
 //! median over rounds of `dense time / compacted time`, printed next to the FLOP ratio. The
-//! dense baseline is the unpruned model in the same inference engine (a `CompactMlp` with
+//! dense baseline is the unpruned model in the same inference engine (a `Compacted` model with
 //! nothing removed); the training-side `Mlp` forward of the dense model is printed alongside.
 //!
 //! ```sh
@@ -19,7 +19,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use dgating_core::Threshold;
 use dgating_nn::{Mlp, MlpConfig, Model};
-use dgating_prune::{CompactMlp, Cost, PrunePlan, compact};
+use dgating_prune::{Compacted, Cost, PrunePlan, compact};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -32,19 +32,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { dgating_nn::runtime::configure() };
     let dev = Device::Cpu;
     let dense = Mlp::new(MlpConfig::lenet_300_100(), None, 0, DType::F32, &dev)?;
-    let mut small: Vec<(f64, f64, CompactMlp)> = Vec::new();
+    let mut small: Vec<(f64, f64, Compacted)> = Vec::new();
     for sparsity in [0.0, 0.5, 0.75, 0.9] {
         // Keep the first (1 − sparsity) of each hidden layer, as the criterion bench does.
         let model = Mlp::new(MlpConfig::lenet_300_100(), Some(3), 0, DType::F32, &dev)?;
-        for layer in model.group_layers() {
+        for layer in model.layers().iter().filter(|l| l.gate_set().is_some()) {
             let n = layer.num_groups();
             let keep = ((n as f64) * (1.0 - sparsity)).round() as usize;
             layer.drop_groups(&(0..n).map(|i| i < keep).collect::<Vec<_>>())?;
         }
         let plan = PrunePlan::new(&model, &Threshold::absolute(0.0)?)?;
-        let flop_ratio = Cost::of_widths(&plan.widths_before()).flops_per_sample as f64
-            / Cost::of_widths(&plan.widths_after()).flops_per_sample as f64;
-        small.push((sparsity, flop_ratio, compact(&model, &plan)?));
+        let c = compact(&model, &plan)?;
+        let flop_ratio = Cost::of(&model.architecture())?.flops_per_sample as f64
+            / Cost::of(c.architecture())?.flops_per_sample as f64;
+        small.push((sparsity, flop_ratio, c));
     }
     for (batch, block, rounds) in [(1usize, 200usize, 200usize), (256, 8, 100)] {
         let x = Tensor::ones((batch, 784), DType::F32, &dev)?;

@@ -17,6 +17,8 @@ use dgating_core::{GateConfig, ReadOut};
 use dgating_nn::train::{self, DataSpec, Mode, TrainConfig};
 use dgating_prune::{ExportCheck, PruneReport, check_export, prune_run};
 
+use crate::output::sizes;
+
 /// Arguments of `dgating demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -145,27 +147,27 @@ fn print_synthetic(config: &RecoveryConfig, report: &RecoveryReport) {
 
 fn print_main_job(dense: Option<f64>, r: &PruneReport, c: &ExportCheck, compact_dir: &Path) {
     let pct = |a: Option<f64>| a.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "-".into());
-    let inputs = r.before.widths[0];
+    let inputs = r.before.sizes.get("inputs").copied().unwrap_or(0);
     println!(
-        "2. {DATA}: MLP {:?}, input features as groups; {} held-out rows",
-        r.before.widths, c.verification.samples
+        "2. {DATA}: MLP ({}), input features as groups; {} held-out rows",
+        sizes(&r.before.sizes),
+        c.verification.samples
     );
     println!("dense     held-out acc {}  ({inputs} features)", pct(dense));
     println!("D-Gating  held-out acc {}  (D = {DEPTH}, lambda = {LAMBDA}, {EPOCHS} epochs)", pct(c.gated.accuracy));
     println!("read-out: {}", r.read_out);
     for g in &r.groups {
         let why = g.decision.map(|d| crate::prune::describe(&d, r.read_out.gap)).unwrap_or_default();
-        let kind = if g.site == dgating_nn::GateSite::Inputs { "input features" } else { "neurons" };
-        println!("  layer {}: removed {} of {} {kind}{why}", g.layer, g.removed, g.groups);
+        println!("  {}: removed {} of {}{why}", g.dim, g.removed, g.groups);
     }
     if let Some(names) = &c.kept_input_names {
         println!("kept features: {}", names.join(", "));
     }
     let size = std::fs::metadata(compact_dir.join(dgating_prune::MODEL_FILE)).map(|m| m.len()).unwrap_or(0);
     println!(
-        "compacted {:?} -> {:?}: {} -> {} parameters ({:.1}%), {size} bytes of weights, exported to {}",
-        r.before.widths,
-        c.widths,
+        "compacted ({}) -> ({}): {} -> {} parameters ({:.1}%), {size} bytes of weights, exported to {}",
+        sizes(&r.before.sizes),
+        sizes(&c.sizes),
         r.before.params,
         c.params,
         100.0 * c.params as f64 / r.before.params as f64,

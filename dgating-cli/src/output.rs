@@ -65,3 +65,8 @@ pub fn pct(a: Option<f64>) -> String {
 pub fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
+
+/// `inputs 13, hidden.0 64, outputs 3`: the size of every dim.
+pub fn sizes(sizes: &std::collections::BTreeMap<String, usize>) -> String {
+    sizes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+}

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dgating_core::{CutBy, Decision, GapRule, ReadOut, Threshold};
-use dgating_nn::GateSite;
 use dgating_prune::{Evaluation, PruneReport, evaluate_dir, prune_run};
 
-use crate::output::{join, json_line, pct};
+use crate::output::{json_line, pct, sizes};
 
 /// Arguments of `dgating prune`.
 #[derive(Debug, Args)]
@@ -62,20 +61,15 @@ fn print_report(r: &PruneReport) {
     println!("read-out: {}", r.read_out);
     for g in &r.groups {
         let why = g.decision.map(|d| describe(&d, r.read_out.gap)).unwrap_or_default();
-        let kind = match g.site {
-            GateSite::Inputs => "input features",
-            GateSite::Outputs => "hidden neurons",
-            GateSite::None => "groups",
-        };
-        println!("  layer {}: removed {} of {} {kind}{why}", g.layer, g.removed, g.groups);
+        println!("  {}: removed {} of {} groups{why}", g.dim, g.removed, g.groups);
     }
     if let Some(names) = &r.kept_input_names {
         println!("kept features ({}): {}", names.len(), names.join(", "));
     }
     println!(
-        "widths [{}] -> [{}]; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
-        join(&r.before.widths),
-        join(&r.after.widths),
+        "sizes [{}] -> [{}]; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",
+        sizes(&r.before.sizes),
+        sizes(&r.after.sizes),
         r.before.params,
         r.after.params,
         100.0 * r.after.params as f64 / r.before.params as f64,

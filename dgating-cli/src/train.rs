@@ -19,7 +19,7 @@ use crate::output::{join, json_line, pct};
 /// Arguments of `dgating train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model preset: lenet-300-100, mlp, linear.
+    /// Model preset: lenet-300-100, mlp, linear, residual-mlp.
     #[arg(long, default_value = "mlp", conflicts_with = "resume")]
     model: String,
     /// Built-in data set (wine, breast-cancer, mnist-10k, synthetic), a .csv/.tsv file

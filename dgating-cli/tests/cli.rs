@@ -87,7 +87,7 @@ fn demo_runs_end_to_end_and_its_export_reloads() {
         assert!(compact.join(f).exists(), "missing compact/{f}");
     }
     let model = dgating_prune::import(&compact).unwrap();
-    assert!(model.widths()[0] < 30, "no feature removed: {:?}", model.widths());
+    assert!(model.config.architecture.input_dim() < 30, "no feature removed: {:?}", model.config.dims);
     assert!(model.config.provenance.read_out.is_some());
     let check = dgating_prune::check_export(&out.join("gated"), &compact).unwrap();
     assert!(check.verification.max_rel <= 1e-5, "{:?}", check.verification);

@@ -107,7 +107,7 @@ fn a_records_metric_is_what_its_compacted_model_scores() {
         let cfg: serde_json::Value =
             serde_json::from_slice(&std::fs::read(d.join(format!("sw/points/{id}/compact/config.json"))).unwrap())
                 .unwrap();
-        assert_eq!(cfg["widths"][0].as_u64().unwrap(), kept, "{id}");
+        assert_eq!(cfg["architecture"]["input_dim"].as_u64().unwrap(), kept, "{id}");
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! # Weight-decay convention (the one place it is stated)
 //!
-//! The gated objective (SPEC.md, eq. G) is
+//! The gated objective (docs/METHOD.md, eq. G) is
 //!
 //! ```text
 //! L(v, ω ⊙ Πγ) + (λ/D) · Σ_j ( ||ω_j||² + Σ_d γ_{j,d}² )

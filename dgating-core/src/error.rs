@@ -28,6 +28,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A model structure whose dims do not fit its tensors (see [`crate::Structure`]).
+    #[error("invalid structure at dim `{dim}`: {reason}")]
+    InvalidStructure {
+        /// The dim.
+        dim: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A buffer whose length does not match what the layout or problem expects.
     #[error("{context}: expected length {expected}, got {actual}")]
     LengthMismatch {

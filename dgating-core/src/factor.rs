@@ -123,7 +123,7 @@ impl<T: Scalar> Factorization<T> {
     }
 }
 
-/// The balanced factorization of `w` (SPEC.md §2): `γ_{j,d} = ||w_j||^(1/D)` and
+/// The balanced factorization of `w` (docs/METHOD.md §2): `γ_{j,d} = ||w_j||^(1/D)` and
 /// `ω_j = w_j / ||w_j||^((D-1)/D)`, so `|γ_{j,d}| = ||ω_j||` and `ω ⊙ Πγ = w`.
 /// It minimizes the factor penalty among all factorizations of `w` (AM-GM), e.g. to start
 /// gated training from a dense model without changing its function. A zero group gets
@@ -140,7 +140,7 @@ pub fn balance<T: Scalar>(layout: &GroupLayout, w: &[&[T]], depth: usize) -> Res
 }
 
 /// Imbalance `Δ_{j,d} = ||ω_j||² − γ_{j,d}²` of every gate, with summary statistics.
-/// Under gradient flow on the gated objective it decays as `exp(−4λt/D)` (SPEC.md §2).
+/// Under gradient flow on the gated objective it decays as `exp(−4λt/D)` (docs/METHOD.md §2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imbalance {
     /// `Δ`, row-major `[J, D-1]`.

@@ -1,6 +1,6 @@
 //! [`GapRule`]: find where the collapsed groups of a layer end and the live ones begin.
 //!
-//! Under D-Gating the groups the loss does not need shrink geometrically (SPEC.md §2). When
+//! Under D-Gating the groups the loss does not need shrink geometrically (docs/METHOD.md §2). When
 //! training has run long enough they end many decades below the live groups, and the sorted
 //! norms of a layer show a *gap*: a large ratio between two consecutive norms. Every cut-off
 //! inside the gap gives the same model, so the gap — not a hand-picked number — says which

@@ -2,7 +2,7 @@
 //!
 //! Framework-free math of D-Gating (Kolb et al., NeurIPS 2025): a group of weights `w_j`
 //! is overparameterized as `ω_j · γ_{j,1} ··· γ_{j,D-1}` and trained with plain weight decay,
-//! which is equivalent to the non-smooth penalty `λ Σ_j ||w_j||^(2/D)` (SPEC.md). This crate
+//! which is equivalent to the non-smooth penalty `λ Σ_j ||w_j||^(2/D)` (docs/METHOD.md). This crate
 //! is the bottom of the workspace (`core ← nn ← prune ← bench/cli`): it works on plain
 //! `f32`/`f64` slices described by a [`GroupLayout`] and has no tensor framework.
 //!
@@ -33,6 +33,7 @@ pub mod prox;
 pub mod readout;
 pub mod scalar;
 pub mod solver;
+pub mod structure;
 pub mod synthetic;
 pub mod threshold;
 
@@ -48,5 +49,6 @@ pub use scalar::Scalar;
 pub use solver::gated::{GatedSolution, GatedState, GdOptions, gated_gradient_descent, gated_step};
 pub use solver::problem::{LinearProblem, Loss};
 pub use solver::proximal::{ProxOptions, ProxSolution, proximal_gradient};
+pub use structure::{Dim, Slice, Structure};
 pub use synthetic::{GroupSparseData, GroupSparseSpec};
 pub use threshold::Threshold;

@@ -2,7 +2,7 @@
 //!
 //! None of these functions multiplies by `λ` unless it takes `lambda`: the value of the
 //! objective's penalty term is `λ · group_penalty(..)` for (P) and `λ · factor_penalty(..)`
-//! for (G) (SPEC.md §1–2).
+//! for (G) (docs/METHOD.md §1–2).
 
 use crate::config::check_depth;
 use crate::error::{Error, Result};

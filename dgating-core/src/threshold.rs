@@ -1,7 +1,7 @@
 //! [`Threshold`]: the read-out that turns group norms into a kept-group mask.
 //!
 //! D-Gating drives unneeded groups towards 0 geometrically but never to exact zero in finite
-//! time (SPEC.md §2), so which groups are "zero" is decided by a threshold on `||w_j||`.
+//! time (docs/METHOD.md §2), so which groups are "zero" is decided by a threshold on `||w_j||`.
 //! The default read-out of `dgating prune`, [`ReadOut`](crate::ReadOut), uses a `Threshold`
 //! as its floor and adds the [`GapRule`](crate::GapRule).
 

@@ -1,4 +1,4 @@
-//! Property tests of the factorization math against SPEC.md §2 (f64).
+//! Property tests of the factorization math against docs/METHOD.md §2 (f64).
 
 use dgating_core::{
     GateMatrix, GroupLayout, GroupMember, as_slices, balance, compose, compose_backward, factor_penalty, group_penalty,

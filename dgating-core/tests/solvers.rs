@@ -1,4 +1,4 @@
-//! The reference solvers against the method's equivalences (SPEC.md §2), in f64.
+//! The reference solvers against the method's equivalences (docs/METHOD.md §2), in f64.
 
 use dgating_core::solver::gated::gated_step;
 use dgating_core::solver::proximal::penalized_objective;

@@ -38,9 +38,45 @@ pub enum Error {
         /// The accepted names, comma-separated.
         known: String,
     },
-    /// A configuration value outside its domain.
+    /// A configuration value outside its domain (training, data split, architecture sizes).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A model, layer or gate set whose parts do not fit together (names the part).
+    #[error("{what}: {message}")]
+    Model {
+        /// The model part (layer prefix, gate set, architecture).
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor of the wrong shape handed to an operation.
+    #[error("{op}: expected shape {expected:?}, got {actual:?}")]
+    Shape {
+        /// The operation or tensor.
+        op: String,
+        /// The shape required.
+        expected: Vec<usize>,
+        /// The shape given.
+        actual: Vec<usize>,
+    },
+    /// An input batch that does not have the features a layer or model reads.
+    #[error("{op}: expected input [batch, {expected}], got {actual:?}")]
+    Input {
+        /// The layer or model.
+        op: String,
+        /// Features expected.
+        expected: usize,
+        /// Shape given.
+        actual: Vec<usize>,
+    },
+    /// A value that could not be turned into JSON or read from it.
+    #[error("{what}: {source}")]
+    Json {
+        /// What was (de)serialized.
+        what: String,
+        /// serde_json's message.
+        source: serde_json::Error,
+    },
     /// Training produced a NaN or infinite value; the last good checkpoint is kept.
     #[error("non-finite {what} at epoch {epoch}, step {step}; training stopped (last good checkpoint kept)")]
     NonFinite {

@@ -1,6 +1,6 @@
 //! Losses built from composite candle ops whose backward is known to be correct.
 //!
-//! candle's fused `softmax_last_dim` has no backward (CANDLE-NOTES.md), so the log-softmax
+//! candle's fused `softmax_last_dim` has no backward (docs/PERFORMANCE.md, "candle 0.11 facts"), so the log-softmax
 //! here is written with `max`/`exp`/`sum`/`log`, which all differentiate.
 
 use candle_core::{D, DType, Tensor};
@@ -20,7 +20,7 @@ pub fn one_hot(labels: &[u32], classes: usize, dtype: DType, device: &candle_cor
     for (i, &y) in labels.iter().enumerate() {
         let y = y as usize;
         if y >= classes {
-            return Err(Error::Config(format!("label {y} out of range for {classes} classes")));
+            return Err(Error::data("labels", format!("label {y} out of range for {classes} classes")));
         }
         v[i * classes + y] = 1.0;
     }

@@ -52,7 +52,7 @@ impl ParamStore {
     pub fn push(&mut self, name: impl Into<String>, var: Var, role: ParamRole) -> Result<()> {
         let name = name.into();
         if self.params.iter().any(|p| p.name == name) {
-            return Err(Error::Config(format!("duplicate parameter name `{name}`")));
+            return Err(Error::Model { what: "parameters".into(), message: format!("duplicate name `{name}`") });
         }
         self.params.push(Param { name, var, role });
         Ok(())
@@ -76,11 +76,6 @@ impl ParamStore {
     /// The parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
-    }
-
-    /// Total number of scalars.
-    pub fn num_scalars(&self) -> usize {
-        self.params.iter().map(|p| p.var.elem_count()).sum()
     }
 
     /// `(name, tensor)` pairs, e.g. to save a checkpoint.

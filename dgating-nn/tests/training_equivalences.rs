@@ -1,4 +1,4 @@
-//! The training engine against the method's equivalences (SPEC.md §2), using the reference
+//! The training engine against the method's equivalences (docs/METHOD.md §2), using the reference
 //! solvers of `dgating-core` as golden values.
 
 use candle_core::{DType, Device};
@@ -93,10 +93,10 @@ fn imbalance_decays_exponentially() {
     g.set(&(g.as_tensor().ones_like().unwrap() * 1.4).unwrap()).unwrap();
     let mut trainer = Trainer::new(&model, full_batch_gd(Mode::Dgating, gate, lr, data.len())).unwrap();
     let t = TensorData::new(&data, DType::F64, &Device::Cpu).unwrap();
-    let layers = model.group_layers();
+    let sets = model.gate_sets();
     let thr = Threshold::absolute(0.0).unwrap();
     let imbalances = |_: ()| {
-        let layer = layers[0];
+        let layer = &model.layers()[0];
         let layout = layer.layout().unwrap();
         let omega = layer.weight_var().as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let gates = layer.gates_var().unwrap().as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
@@ -121,7 +121,7 @@ fn imbalance_decays_exponentially() {
     assert!(last.iter().zip(&start).all(|(d, d0)| (d / d0).abs() < 1.2e-3), "did not decay three decades");
     assert!(worst < 0.01, "imbalance deviates from exp(-4 lambda t / D) by {worst}");
     // The metrics path reports the same imbalance.
-    let stats = group_stats(&layers, &thr, depth).unwrap();
+    let stats = group_stats(&sets, &model.params().unwrap(), &thr, depth).unwrap();
     let max_now = last.iter().fold(0.0f64, |m, d| m.max(d.abs()));
     assert!((stats.imbalance.unwrap().0 - max_now).abs() < 1e-12);
 }

@@ -33,8 +33,9 @@ fn synthetic_support_is_recovered_for_each_depth() {
         let dir = tempfile::tempdir().unwrap();
         let s = run("linear", "synthetic", config(Mode::Dgating, depth, 0.1, 60, 32, 0.02), dir.path()).unwrap();
         let (cfg, model) = train::run::load_run_model(dir.path()).unwrap();
-        let layers = dgating_nn::Model::group_layers(&model);
-        let stats = train::metrics::group_stats(&layers, &cfg.train.threshold, depth).unwrap();
+        let sets = dgating_nn::Model::gate_sets(&model);
+        let params = dgating_nn::Model::params(&model).unwrap();
+        let stats = train::metrics::group_stats(&sets, &params, &cfg.train.threshold, depth).unwrap();
         assert_eq!(stats.masks[0], support, "D={depth}: norms {:?}", stats.norms[0]);
         assert_eq!(last(&s).active_groups, 5);
     }
@@ -62,7 +63,7 @@ fn baselines_produce_their_structure() {
     let dir = tempfile::tempdir().unwrap();
     let s = run("linear", "synthetic", config(Mode::Prox, 2, 0.1, 30, 32, 0.02), dir.path()).unwrap();
     let (_, model) = train::run::load_run_model(dir.path()).unwrap();
-    let (w, _) = model.layers()[0].effective().unwrap();
+    let w = dgating_nn::effective_tensors(&model).unwrap()["layers.0.weight"].clone();
     let w = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(w.iter().filter(|&&v| v == 0.0).count(), 15, "prox should zero the 15 inactive features exactly");
     assert_eq!(last(&s).active_groups, 5);
@@ -80,7 +81,7 @@ fn baselines_produce_their_structure() {
     let s = run("linear", "synthetic", config(Mode::Direct, 2, 0.1, 30, 32, 0.02), dir.path()).unwrap();
     assert!(last(&s).val_loss.is_finite());
     let (_, model) = train::run::load_run_model(dir.path()).unwrap();
-    let (w, _) = model.layers()[0].effective().unwrap();
+    let w = dgating_nn::effective_tensors(&model).unwrap()["layers.0.weight"].clone();
     let w = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let (_, support) = synthetic(&SYNTHETIC_SPEC).unwrap();
     let active_min = w.iter().zip(&support).filter(|(_, s)| **s).map(|(v, _)| v.abs()).fold(f32::MAX, f32::min);
@@ -155,7 +156,10 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
     let err = train::run::load_run_model(dir.path()).unwrap_err().to_string();
     assert!(err.contains("has not completed an epoch") && err.contains("non-finite"), "{err}");
     let cfg = train::run::read_config(dir.path()).unwrap();
-    let model = dgating_nn::Mlp::new(cfg.model, None, 0, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let model = cfg
+        .model
+        .build(None, dgating_nn::GateInit::Ones, 0, candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
     train::run::load_params(&dir.path().join("model.safetensors"), &model, 0).unwrap();
     // No temp files are left behind (the directory's lock file stays).
     for entry in std::fs::read_dir(dir.path()).unwrap() {

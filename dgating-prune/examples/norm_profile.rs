@@ -1,11 +1,11 @@
-//! Per-layer profile of the effective group norms `||ω_j ⊙ Πγ_j||` of trained runs: the data
+//! Per-gate-set profile of the effective group norms `||ω_j ⊙ Πγ_j||` of trained runs: the data
 //! behind the default read-out (docs/EXPERIMENTS.md, "Read-out threshold").
 //!
 //! ```sh
 //! cargo run --release -p dgating-prune --example norm_profile -- RUN_DIR... [--markdown] [--sorted] [--sweep]
 //! ```
 //!
-//! For each gate site: groups, exact zeros, the largest norm, the *largest* ratio between
+//! For each gate set (named by its dim): groups, exact zeros, the largest norm, the *largest* ratio between
 //! consecutive sorted positive norms (`k` = groups below it, the norms either side), the
 //! *highest* ratio of at least `GapRule::DEFAULT_FACTOR` (what the gap rule cuts at), how many
 //! groups sit in `[1e-3, 1e-1]`, what `ReadOut::default()` removes and which part decided, and
@@ -19,9 +19,9 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use dgating_core::{CutBy, Gap, GapRule, ReadOut, Threshold, largest_gap};
+use dgating_nn::Model;
 use dgating_nn::train::engine::{TensorData, evaluate};
-use dgating_nn::{GateSite, Mlp, Model};
-use dgating_prune::{FullInputModel, PrunePlan, compact, site_norms};
+use dgating_prune::{PrunePlan, compact, set_norms};
 
 /// Relative cut-offs of `--sweep`.
 const SWEEP: &[f64] = &[1e-3, 3e-3, 1e-2, 2e-2, 3e-2, 5e-2, 1e-1, 2e-1, 3e-1];
@@ -50,10 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for dir in &dirs {
         let (cfg, model) = dgating_nn::train::run::load_run_model(dir)?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let layers: Vec<usize> =
-            model.layers().iter().enumerate().filter(|(_, l)| l.site() != GateSite::None).map(|(i, _)| i).collect();
-        for (layer, norms) in layers.into_iter().zip(site_norms(&model)?) {
-            profile(&name, layer, &norms, markdown, sorted);
+        for (dim, norms) in set_norms(&model)? {
+            profile(&name, &dim, &norms, markdown, sorted);
         }
         if sweep {
             sweep_run(&name, &cfg.data.prepare(cfg.train.seed)?.1, &model)?;
@@ -71,7 +69,7 @@ fn fmt_gap(g: Option<Gap>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
-fn profile(name: &str, layer: usize, norms: &[f64], markdown: bool, sorted: bool) {
+fn profile(name: &str, layer: &str, norms: &[f64], markdown: bool, sorted: bool) {
     let zeros = norms.iter().filter(|&&n| n == 0.0).count();
     let max = norms.iter().copied().fold(0.0, f64::max);
     let mid = norms.iter().filter(|&&n| (1e-3..=1e-1).contains(&n)).count();
@@ -91,7 +89,7 @@ fn profile(name: &str, layer: usize, norms: &[f64], markdown: bool, sorted: bool
             hist[(n.log10().floor() as i64 + 6).clamp(0, 6) as usize] += 1;
         }
         println!(
-            "{name} layer {layer}: {} groups, {zeros} zeros, max {max:.2e}; largest ratio {largest}; \
+            "{name} {layer}: {} groups, {zeros} zeros, max {max:.2e}; largest ratio {largest}; \
              highest >= 10x {highest}; {mid} in [1e-3, 1e-1]; default read-out removes {removed} ({by}); \
              decades 1e-6..1e1 {hist:?}",
             norms.len()
@@ -105,7 +103,11 @@ fn profile(name: &str, layer: usize, norms: &[f64], markdown: bool, sorted: bool
 }
 
 /// What removing the groups below `r · max` of each layer does on the held-out split.
-fn sweep_run(name: &str, test: &dgating_nn::data::Dataset, model: &Mlp) -> Result<(), Box<dyn std::error::Error>> {
+fn sweep_run(
+    name: &str,
+    test: &dgating_nn::data::Dataset,
+    model: &dyn Model,
+) -> Result<(), Box<dyn std::error::Error>> {
     let x = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
     let data = TensorData::new(test, DType::F32, &Device::Cpu)?;
     let y = model.forward(&x)?.to_dtype(DType::F64)?;
@@ -123,11 +125,11 @@ fn sweep_run(name: &str, test: &dgating_nn::data::Dataset, model: &Mlp) -> Resul
         };
         let small = compact(model, &plan)?;
         let dy = (small.forward_full(&x)?.to_dtype(DType::F64)? - &y)?.abs()?.max_all()?.to_scalar::<f64>()?;
-        let (_, acc_s) = evaluate(&FullInputModel(&small), &data)?;
-        let removed: Vec<usize> = plan.sites.iter().map(|s| s.removed()).collect();
+        let (_, acc_s) = evaluate(&small.model, &data.select_features(&small.config.kept_input_indices())?)?;
+        let removed: Vec<usize> = plan.dims.iter().filter(|d| d.grouped).map(|d| d.removed()).collect();
         println!(
-            "    rel {r:>6.0e}: removed {removed:?} widths {:?}  max|dy|/max|y| {:.2e}  acc {}",
-            plan.widths_after(),
+            "    rel {r:>6.0e}: removed {removed:?} sizes {:?}  max|dy|/max|y| {:.2e}  acc {}",
+            plan.sizes_after(),
             dy / scale,
             pct(acc_s)
         );

@@ -71,7 +71,11 @@ pub enum Error {
         actual: Vec<usize>,
     },
     /// A format tag this version cannot read.
-    #[error("{path}: unknown format version `{version}` (this build reads `{}`)", crate::compact::COMPACT_FORMAT)]
+    #[error(
+        "{path}: unknown format version `{version}` (this build reads `{}` and `{}`)",
+        crate::format::COMPACT_FORMAT,
+        crate::format::COMPACT_FORMAT_V1
+    )]
     UnknownVersion {
         /// The file.
         path: PathBuf,
@@ -94,17 +98,15 @@ pub enum Error {
         /// Which quantity (e.g. group norms of `layers.0`).
         what: String,
     },
-    /// Every group of one width of the network falls below the threshold. We refuse instead
-    /// of producing a constant model: the caller should lower the threshold or λ.
+    /// Every group of one dim falls below the threshold. We refuse instead of producing a
+    /// constant model: the caller should lower the threshold or λ.
     #[error(
-        "all {groups} {kind} of layer {layer} fall below the threshold: the compacted model would be a \
+        "all {groups} groups of dim `{dim}` fall below the threshold: the compacted model would be a \
          constant function; lower the threshold or retrain with a smaller lambda"
     )]
-    EmptyLayer {
-        /// The layer whose inputs (`kind` = input features) or outputs (hidden neurons) vanish.
-        layer: usize,
-        /// `"input features"` or `"hidden neurons"`.
-        kind: &'static str,
+    EmptyDim {
+        /// The dim whose entries all vanish (`inputs`, `hidden.1`, `stream`, ...).
+        dim: String,
         /// How many groups there were.
         groups: usize,
     },

@@ -10,17 +10,20 @@ use dgating_nn::data::{Dataset, Standardizer, Task};
 use dgating_nn::train::engine::{TensorData, score};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 
-use crate::compact::{CompactConfig, CompactMlp, FullInputModel};
+use crate::compact::Compacted;
 use crate::error::{Error, Result};
-use crate::export::{MODEL_FILE, import};
+use crate::export::import;
+use crate::format::CompactConfig;
+use crate::format::MODEL_FILE;
+use crate::pipeline::check_on_held_out;
 use crate::report::Evaluation;
-use crate::verify::{Verification, check_on_held_out};
+use crate::verify::Verification;
 
 /// An exported model reloaded from disk and compared with its training run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExportCheck {
-    /// Widths `[kept inputs, hidden.., outputs]` of the reloaded model.
-    pub widths: Vec<usize>,
+    /// Size of every dim of the reloaded model.
+    pub sizes: std::collections::BTreeMap<String, usize>,
     /// Parameters of the reloaded model.
     pub params: usize,
     /// Names of the kept input features, when the run had names.
@@ -42,9 +45,9 @@ pub fn check_export(run_dir: &Path, compact_dir: &Path) -> Result<ExportCheck> {
     let compact = import(compact_dir)?;
     let held_out = check_on_held_out(run_dir, &cfg, &model, &compact)?;
     Ok(ExportCheck {
-        widths: compact.widths().to_vec(),
-        params: compact.num_params(),
-        kept_input_names: compact.config.kept_input_names.clone(),
+        sizes: compact.sizes()?,
+        params: compact.num_params()?,
+        kept_input_names: compact.config.kept_input_names(),
         verification: held_out.verification,
         gated: held_out.gated,
         compacted: held_out.compacted,
@@ -93,7 +96,7 @@ pub struct ModelInputs {
 impl ModelInputs {
     /// The inputs of a training run.
     pub fn of_run(cfg: &RunConfig) -> Self {
-        let outputs = cfg.model.output_dim;
+        let outputs = cfg.model.output_dim();
         Self {
             names: Some(cfg.feature_names.clone()),
             required: vec![true; cfg.feature_names.len()],
@@ -111,20 +114,20 @@ impl ModelInputs {
 
     /// The inputs of a compacted model.
     pub fn of_compact(c: &CompactConfig) -> Self {
-        let outputs = c.widths[c.widths.len() - 1];
-        let mut required = vec![false; c.input_dim_full];
+        let outputs = c.architecture.output_dim();
+        let mut required = vec![false; c.input.features];
         c.kept_input_indices().into_iter().for_each(|i| required[i] = true);
         Self {
-            names: c.input_names.clone(),
+            names: c.input.names.clone(),
             required,
-            standardizer: c.standardizer.clone(),
-            target: c.target.clone(),
-            task: c.task.unwrap_or(if c.class_names.is_some() || outputs > 1 {
+            standardizer: c.input.standardizer.clone(),
+            target: c.input.target.clone(),
+            task: c.input.task.unwrap_or(if c.input.class_names.is_some() || outputs > 1 {
                 Task::Classification
             } else {
                 Task::Regression
             }),
-            class_names: c.class_names.clone(),
+            class_names: c.input.class_names.clone(),
             outputs,
         }
     }
@@ -179,8 +182,8 @@ impl ModelInputs {
 /// A model directory (training run or compacted export) loaded for inference.
 #[allow(clippy::large_enum_variant)] // one per command, never in a collection
 enum LoadedModel {
-    Run(RunConfig, dgating_nn::Mlp),
-    Compact(CompactMlp),
+    Run(RunConfig, dgating_nn::Network),
+    Compact(Compacted),
 }
 
 impl LoadedModel {
@@ -234,14 +237,14 @@ impl LoadedModel {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Self::Run(_, m) => m.forward(x)?,
-            Self::Compact(c) => FullInputModel(c).forward(x)?,
+            Self::Compact(c) => c.forward_full(x)?,
         })
     }
 
     fn score(&self, data: &TensorData) -> Result<Evaluation> {
         Ok(match self {
             Self::Run(_, m) => score(m, data)?,
-            Self::Compact(c) => score(&FullInputModel(c), data)?,
+            Self::Compact(c) => score(&c.model, &data.select_features(&c.config.kept_input_indices())?)?,
         })
     }
 }

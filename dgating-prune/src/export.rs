@@ -2,65 +2,41 @@
 //! (layout in `docs/FORMAT.md`).
 //!
 //! Import trusts nothing: the config must parse and be consistent, the format tag must be
-//! known, every tensor must be present as `F32` with the shape the config implies, no other
-//! tensor may be present and every value must be finite. Every failure is a typed error that
-//! names the file (and the tensor); a hostile or truncated file never panics.
+//! known, every tensor the architecture's structure names must be present as `F32` with the
+//! shape it implies, no other tensor may be present and every value must be finite. Every
+//! failure is a typed error that names the file (and the tensor); a hostile or truncated file
+//! never panics. `dgating-compact-v1` files are read too and converted to the v2 config.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use dgating_nn::train::checkpoint::{FORMAT_KEY, atomic_write, save_tensors};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::compact::{COMPACT_FORMAT, CompactConfig, CompactMlp};
+use crate::compact::Compacted;
 use crate::error::{Error, Result};
+use crate::format::{COMPACT_FORMAT, COMPACT_FORMAT_V1, CONFIG_FILE, CompactConfig, MODEL_FILE};
 
-/// File name of the weights.
-pub const MODEL_FILE: &str = "model.safetensors";
-/// File name of the config.
-pub const CONFIG_FILE: &str = "config.json";
-
-/// The tensor name of layer `l`'s weight (`layers.{l}.weight`, `[out, in]`).
-pub fn weight_name(l: usize) -> String {
-    format!("layers.{l}.weight")
-}
-
-/// The tensor name of layer `l`'s bias (`layers.{l}.bias`, `[out]`).
-pub fn bias_name(l: usize) -> String {
-    format!("layers.{l}.bias")
-}
-
-/// Every tensor name and shape `config` implies, in layer order.
-pub fn expected_tensors(config: &CompactConfig) -> Vec<(String, Vec<usize>)> {
-    config
-        .widths
-        .windows(2)
-        .enumerate()
-        .flat_map(|(l, w)| [(weight_name(l), vec![w[1], w[0]]), (bias_name(l), vec![w[1]])])
-        .collect()
-}
-
-/// Writes `dir/model.safetensors` (metadata `{"format": "dgating-compact-v1"}`) and
+/// Writes `dir/model.safetensors` (metadata `{"format": "dgating-compact-v2"}`) and
 /// `dir/config.json`, each atomically; creates `dir` if needed. The weights are written
 /// first, so a crash in between leaves no config pointing at missing weights of a new model.
-pub fn export(model: &CompactMlp, dir: &Path) -> Result<()> {
+pub fn export(model: &Compacted, dir: &Path) -> Result<()> {
     model.config.check().map_err(|m| Error::format(dir.join(CONFIG_FILE), m))?;
-    let expected = expected_tensors(&model.config);
-    if model.layers.len() * 2 != expected.len() {
-        return Err(Error::Plan(format!("{} layers for widths {:?}", model.layers.len(), model.config.widths)));
-    }
     let path = dir.join(MODEL_FILE);
-    let mut tensors = Vec::with_capacity(expected.len());
-    for ((name, shape), t) in expected.into_iter().zip(model.layers.iter().flat_map(|(w, b)| [w, b])) {
+    let expected = model.config.architecture.structure()?.tensors();
+    let tensors = model.tensors()?;
+    let mut out = Vec::with_capacity(expected.len());
+    for (name, shape) in expected {
+        let t = tensors.get(&name).ok_or_else(|| Error::MissingTensor { path: path.clone(), name: name.clone() })?;
         if t.dims() != shape.as_slice() {
             return Err(Error::ShapeMismatch { path, name, expected: shape, actual: t.dims().to_vec() });
         }
-        tensors.push((name, t.to_dtype(candle_core::DType::F32)?.contiguous()?));
+        out.push((name, t.to_dtype(DType::F32)?.contiguous()?));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.into(), source: e })?;
     let meta = HashMap::from([(FORMAT_KEY.to_string(), COMPACT_FORMAT.to_string())]);
-    save_tensors(&path, &tensors, meta)?;
+    save_tensors(&path, &out, meta)?;
     let json =
         serde_json::to_vec_pretty(&model.config).map_err(|e| Error::format(dir.join(CONFIG_FILE), e.to_string()))?;
     atomic_write(&dir.join(CONFIG_FILE), &json)?;
@@ -74,13 +50,15 @@ pub fn read_config(dir: &Path) -> Result<CompactConfig> {
     parse_config(&path, &bytes)
 }
 
-/// Parses and validates the bytes of a `config.json` (`path` only names it in errors).
+/// Parses and validates the bytes of a `config.json` (`path` only names it in errors); a v1
+/// config comes back converted to v2.
 pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<CompactConfig> {
     let path = path.to_path_buf();
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
     match value.get("format").and_then(|f| f.as_str()) {
         Some(COMPACT_FORMAT) => {}
+        Some(COMPACT_FORMAT_V1) => return crate::legacy::from_v1(value).map_err(|m| Error::format(&path, m)),
         Some(other) => return Err(Error::UnknownVersion { path, version: other.into() }),
         None => return Err(Error::format(&path, "no string field `format`")),
     }
@@ -89,8 +67,8 @@ pub fn parse_config(path: &Path, bytes: &[u8]) -> Result<CompactConfig> {
     Ok(config)
 }
 
-/// Loads a model written by [`export`] (or by anyone following `docs/FORMAT.md`).
-pub fn import(dir: &Path) -> Result<CompactMlp> {
+/// Loads a model written by [`export`] (or by anyone following `docs/FORMAT.md`), v2 or v1.
+pub fn import(dir: &Path) -> Result<Compacted> {
     let config = read_config(dir)?;
     let path = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
@@ -98,25 +76,26 @@ pub fn import(dir: &Path) -> Result<CompactMlp> {
 }
 
 /// Builds a model from a validated config and the bytes of its `model.safetensors` (`path`
-/// only names it in errors). Never panics on hostile bytes (fuzzed: `fuzz/`).
-pub fn parse_model(config: CompactConfig, path: &Path, bytes: &[u8]) -> Result<CompactMlp> {
+/// only names it in errors). The file's `format` tag may be either version: the weights of a
+/// v1 and a v2 MLP are the same tensors under the same keys, and the config (already checked)
+/// decides which tensors must be there. Never panics on hostile bytes (fuzzed: `fuzz/`).
+pub fn parse_model(config: CompactConfig, path: &Path, bytes: &[u8]) -> Result<Compacted> {
     let path = path.to_path_buf();
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
     let tag = meta.metadata().as_ref().and_then(|m| m.get(FORMAT_KEY)).cloned();
     match tag.as_deref() {
-        Some(COMPACT_FORMAT) => {}
+        Some(COMPACT_FORMAT | COMPACT_FORMAT_V1) => {}
         Some(other) => return Err(Error::UnknownVersion { path, version: other.into() }),
         None => return Err(Error::format(&path, format!("no `{FORMAT_KEY}` metadata"))),
     }
     let st =
         SafeTensors::deserialize(bytes).map_err(|e| Error::format(&path, format!("not a safetensors file: {e}")))?;
-    let expected = expected_tensors(&config);
-    let known: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some(name) = st.names().into_iter().filter(|n| !known.contains(*n)).min() {
+    let expected = config.architecture.structure()?.tensors();
+    if let Some(name) = st.names().into_iter().filter(|n| !expected.contains_key(*n)).min() {
         return Err(Error::UnknownTensor { path, name: name.to_string() });
     }
-    let mut tensors = Vec::with_capacity(expected.len());
+    let mut tensors = BTreeMap::new();
     for (name, shape) in expected {
         let view = st.tensor(&name).map_err(|_| Error::MissingTensor { path: path.clone(), name: name.clone() })?;
         if view.dtype() != Dtype::F32 {
@@ -133,12 +112,8 @@ pub fn parse_model(config: CompactConfig, path: &Path, bytes: &[u8]) -> Result<C
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::format(&path, format!("tensor `{name}` holds non-finite values")));
         }
-        tensors.push(Tensor::from_vec(values, shape, &Device::Cpu)?);
+        tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
     }
-    let mut it = tensors.into_iter();
-    let mut layers = vec![];
-    while let (Some(w), Some(b)) = (it.next(), it.next()) {
-        layers.push((w, b));
-    }
-    Ok(CompactMlp { config, layers })
+    let model = config.architecture.from_tensors(&tensors)?;
+    Ok(Compacted { config, model })
 }

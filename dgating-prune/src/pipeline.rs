@@ -1,20 +1,25 @@
 //! [`prune_run`]: the one entry point behind `dgating prune` — load a training run, plan,
-//! compact, verify on the run's held-out split, export, report.
+//! compact, verify on the run's held-out split, export, report — and the measurements it
+//! takes on the way (held-out check, latency).
 
 use std::path::Path;
+use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use dgating_core::ReadOut;
+use dgating_nn::Model;
+use dgating_nn::train::engine::{TensorData, score};
 use dgating_nn::train::lock::{DirLock, LOCK_FILE};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{EpochMetrics, Mode};
 
-use crate::compact::{CompactMlp, HeldOutSource, compact};
+use crate::compact::{Compacted, compact};
 use crate::error::{Error, Result};
 use crate::export::export;
+use crate::format::{HeldOutSource, TrainingRecord};
 use crate::plan::PrunePlan;
-use crate::report::{Cost, GroupsRemoved, PruneReport, measure_latency};
-use crate::verify::check_on_held_out;
+use crate::report::{Cost, Evaluation, Latency, PruneReport};
+use crate::verify::{Verification, verify};
 
 /// Rows per timed forward pass (held-out rows repeated to this size).
 pub const LATENCY_BATCH: usize = 1024;
@@ -48,20 +53,21 @@ pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path, force: bool
     result
 }
 
-fn prune_locked(
+fn prune_locked<M: Model + ?Sized>(
     run_dir: &Path,
     read_out: &ReadOut,
     out_dir: &Path,
     cfg: &RunConfig,
-    model: &dgating_nn::Mlp,
+    model: &M,
 ) -> Result<PruneReport> {
-    let (cfg, model) = (cfg, model);
     let plan = PrunePlan::with_read_out(model, read_out)?;
     let mut compacted = compact(model, &plan)?;
     annotate(&mut compacted, cfg, last_metrics(run_dir)?)?;
     let dense = compact(model, &PrunePlan::keep_all(model)?)?;
 
     let held_out = check_on_held_out(run_dir, cfg, model, &compacted)?;
+    let before = Cost::of(&model.architecture())?;
+    let after = Cost::of(compacted.architecture())?;
 
     export(&compacted, out_dir)?;
     let x = &held_out.inputs;
@@ -73,13 +79,13 @@ fn prune_locked(
         run_dir: run_dir.into(),
         out_dir: out_dir.into(),
         read_out: *read_out,
-        before: Cost::of_widths(&plan.widths_before()),
-        after: Cost::of_widths(&plan.widths_after()),
-        groups: GroupsRemoved::of_plan(&plan),
+        before,
+        after,
+        groups: plan.groups_removed(),
         verification: held_out.verification,
         gated_eval: held_out.gated,
         compact_eval: held_out.compacted,
-        kept_input_names: compacted.config.kept_input_names.clone(),
+        kept_input_names: compacted.config.kept_input_names(),
         latency,
     };
     let path = out_dir.join(REPORT_FILE);
@@ -88,20 +94,17 @@ fn prune_locked(
     Ok(report)
 }
 
-/// Fills in what the run knows: feature names, standardizer, λ, mode, metrics (the read-out
-/// is recorded by [`compact`] from the plan).
-pub fn annotate(model: &mut CompactMlp, cfg: &RunConfig, metrics: Option<EpochMetrics>) -> Result<()> {
+/// Fills in what the run knows: feature names, standardizer, λ, mode, last epoch (the
+/// read-out is recorded by [`compact`] from the plan).
+pub fn annotate(model: &mut Compacted, cfg: &RunConfig, metrics: Option<EpochMetrics>) -> Result<()> {
     let c = &mut model.config;
-    if cfg.feature_names.len() == c.input_dim_full {
-        c.kept_input_names = Some(c.kept_input_indices().iter().map(|&i| cfg.feature_names[i].clone()).collect());
+    if cfg.feature_names.len() == c.input.features {
+        c.input.names = Some(cfg.feature_names.clone());
     }
-    c.standardizer = cfg.standardizer.clone();
-    if cfg.feature_names.len() == c.input_dim_full {
-        c.input_names = Some(cfg.feature_names.clone());
-    }
-    c.target = cfg.data.target.clone();
-    c.task = cfg.task;
-    c.class_names = cfg.class_names.clone();
+    c.input.standardizer = cfg.standardizer.clone();
+    c.input.target = cfg.data.target.clone();
+    c.input.task = cfg.task;
+    c.input.class_names = cfg.class_names.clone();
     c.held_out =
         Some(HeldOutSource { data: cfg.data.clone(), seed: cfg.train.seed, data_sha256: cfg.data_sha256.clone() });
     let p = &mut c.provenance;
@@ -113,8 +116,84 @@ pub fn annotate(model: &mut CompactMlp, cfg: &RunConfig, metrics: Option<EpochMe
     if matches!(cfg.train.mode, Mode::Dgating | Mode::Direct | Mode::Prox) {
         p.lambda = Some(cfg.train.gate.lambda());
     }
-    p.metrics = metrics;
+    p.training =
+        metrics.map(|m| TrainingRecord { epochs: m.epoch, val_loss: m.val_loss, val_accuracy: m.val_accuracy });
     Ok(())
+}
+
+/// A gated model and its compacted form on a run's held-out split.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldOutCheck {
+    /// The held-out features `[rows, features]` (standardized, as the models take them).
+    pub inputs: Tensor,
+    /// Output differences ([`verify`]).
+    pub verification: Verification,
+    /// Held-out loss/accuracy of the gated model.
+    pub gated: Evaluation,
+    /// Held-out loss/accuracy of the compacted model.
+    pub compacted: Evaluation,
+}
+
+/// Verifies `compact` against `gated` and evaluates both on the held-out split of the run in
+/// `run_dir` (configuration `cfg`); an empty split is an error naming the run's config.
+pub(crate) fn check_on_held_out<M: Model + ?Sized>(
+    run_dir: &Path,
+    cfg: &RunConfig,
+    gated: &M,
+    compact: &Compacted,
+) -> Result<HeldOutCheck> {
+    let test = cfg.held_out()?;
+    if test.is_empty() {
+        return Err(Error::format(
+            run_dir.join("config.json"),
+            "the run's held-out split is empty: nothing to verify on",
+        ));
+    }
+    let inputs = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
+    let verification = verify(gated, compact, &inputs)?;
+    let device = cfg.train.device.device()?;
+    let data = TensorData::new(&test, DType::F32, &device)?;
+    let gated_eval = score(gated, &data)?;
+    let cpu = TensorData::new(&test, DType::F32, &Device::Cpu)?;
+    let compacted = score(&compact.model, &cpu.select_features(&compact.config.kept_input_indices())?)?;
+    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted })
+}
+
+fn median_ms(reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+    for _ in 0..2 {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let y = f()?;
+        // Force the result (candle CPU ops are eager, but keep the value alive until timed).
+        std::hint::black_box(&y);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Times `gated`, `dense` (the folded unpruned model) and `compact` on the full inputs `x`.
+pub fn measure_latency<M: Model + ?Sized>(
+    gated: &M,
+    dense: &Compacted,
+    compact: &Compacted,
+    x: &Tensor,
+    repetitions: usize,
+) -> Result<Latency> {
+    let gated_ms = median_ms(repetitions, || Ok(gated.forward(x)?))?;
+    let dense_ms = median_ms(repetitions, || dense.forward_full(x))?;
+    let compact_ms = median_ms(repetitions, || compact.forward_full(x))?;
+    Ok(Latency {
+        batch: x.dims()[0],
+        repetitions: repetitions.max(1),
+        gated_ms,
+        dense_ms,
+        compact_ms,
+        speedup: dense_ms / compact_ms.max(f64::MIN_POSITIVE),
+    })
 }
 
 /// The last line of `metrics.jsonl`; `None` if the file is absent or empty.

@@ -1,36 +1,26 @@
-//! [`PrunePlan`]: which groups of an [`Mlp`] are zero, and which slices of which tensors go
-//! with them.
+//! [`PrunePlan`]: a keep-mask per dim of a model's [`Structure`](dgating_core::Structure), and
+//! for each gate set the read-out's decision.
 //!
-//! An MLP with `L` layers has `L + 1` *widths* (dimensions): width `0` are the input features,
-//! widths `1..L` the hidden neurons, width `L` the outputs. The coupling is data
-//! ([`width_members`]): removing entry `i` of width `d` removes
-//!
-//! ```text
-//! layers.{d-1}.weight  axis 0 (row i)      if d >= 1   (the neuron that produces it)
-//! layers.{d-1}.bias    axis 0 (entry i)    if d >= 1
-//! layers.{d}.weight    axis 1 (column i)   if d <  L   (the layer that consumes it)
-//! ```
-//!
-//! A gate site maps to one width: `Outputs` of layer `l` to width `l + 1`, `Inputs` of layer
-//! `l` to width `l`. A width whose groups come from two sites keeps an entry only if both keep
-//! it (a zero row feeding ReLU and a zero column are each enough to make the entry dead).
-//!
-//! Which groups are zero is decided per gate site by a [`ReadOut`] on the composed group
-//! norms ([`site_norms`]): by default the gap rule over a threshold floor
-//! (`dgating_core::readout`); [`PrunePlan::new`] takes a plain [`Threshold`].
+//! Which groups are zero is decided per gate set by a [`ReadOut`] on the composed group norms
+//! ([`set_norms`]): by default the gap rule over a threshold floor (`dgating_core::readout`);
+//! [`PrunePlan::new`] takes a plain [`Threshold`]. A gate set's groups are the entries of its
+//! dim, so the decision is the dim's keep-mask; dims without a gate set keep everything. The
+//! model type never matters: a residual stream's channel is one group spanning every layer that
+//! writes it, dead only if all of its rows are.
 //!
 //! Degenerate cases: nothing below the threshold gives an all-keep plan (the compacted model
-//! is the folded, unpruned one); a width with *every* entry below the threshold is refused
-//! with [`Error::EmptyLayer`] rather than collapsed into a constant model; output groups
-//! (width `L`) are refused with [`Error::Plan`], since removing outputs changes what the model
-//! predicts.
+//! is the folded, unpruned one); a dim with *every* entry below the threshold is refused with
+//! [`Error::EmptyDim`] rather than collapsed into a constant model; masks for a dim that
+//! cannot shrink (a model's outputs) or has no groups are refused with [`Error::Plan`].
 
-use dgating_core::{Decision, ReadOut, Threshold, as_slices};
-use dgating_nn::train::metrics::effective_buffers;
-use dgating_nn::{GateSite, Mlp};
+use std::collections::BTreeMap;
+
+use dgating_core::{Decision, ReadOut, Threshold};
+use dgating_nn::Model;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::format::GroupsRemoved;
 
 /// Builds a [`Threshold`], turning invalid values (negative, NaN, infinite, relative `>= 1`)
 /// into [`Error::Threshold`].
@@ -38,194 +28,176 @@ pub fn threshold(absolute: f64, relative: f64) -> Result<Threshold> {
     Threshold::new(absolute, relative).map_err(|e| Error::Threshold { absolute, relative, message: e.to_string() })
 }
 
-/// `||w_j||` of the composed (effective, `ω ⊙ Πγ`) weights of every layer that has a gate
-/// site, in layer order (one `Vec` per site; a hidden-neuron group includes its bias entry).
-/// Refuses non-finite norms with [`Error::NonFinite`]: no read-out can decide on them.
-pub fn site_norms(model: &Mlp) -> Result<Vec<Vec<f64>>> {
-    let mut out = vec![];
-    for layer in model.layers().iter().filter(|l| l.site() != GateSite::None) {
-        let (layout, bufs) = effective_buffers(layer)?;
-        let norms = layout.group_norms(&as_slices(&bufs))?;
-        if norms.iter().any(|n| !n.is_finite()) {
-            return Err(Error::NonFinite { what: format!("group norms of {}", layer.prefix()) });
-        }
-        out.push(norms);
-    }
-    Ok(out)
+/// `(dim, ||w_j||)` of the composed (effective, `ω ⊙ Πγ`) weights of every gate set, in
+/// structure order. Refuses non-finite norms with [`Error::NonFinite`]: no read-out can decide
+/// on them.
+pub fn set_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f64>)>> {
+    let store = model.params()?;
+    model
+        .gate_sets()
+        .iter()
+        .map(|set| {
+            let norms = set.group_norms(&store)?;
+            if norms.iter().any(|n| !n.is_finite()) {
+                let members: Vec<&str> = set.layout().members().iter().map(|m| m.name.as_str()).collect();
+                return Err(Error::NonFinite {
+                    what: format!("group norms of `{}` ({})", set.dim(), members.join(", ")),
+                });
+            }
+            Ok((set.dim().to_string(), norms))
+        })
+        .collect()
 }
 
-/// One slice that goes with an entry of a width: `tensor` cut along `axis` (block 1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TensorSlice {
-    /// Layer index.
-    pub layer: usize,
-    /// Tensor name, e.g. `layers.1.weight`.
-    pub tensor: String,
-    /// Axis along which entry `i` is slice `i`.
-    pub axis: usize,
-}
-
-/// Every tensor slice coupled to entries of width `d` in an MLP of `num_layers` layers.
-pub fn width_members(num_layers: usize, d: usize) -> Vec<TensorSlice> {
-    let mut out = vec![];
-    if d >= 1 {
-        let l = d - 1;
-        out.push(TensorSlice { layer: l, tensor: format!("layers.{l}.weight"), axis: 0 });
-        out.push(TensorSlice { layer: l, tensor: format!("layers.{l}.bias"), axis: 0 });
-    }
-    if d < num_layers {
-        out.push(TensorSlice { layer: d, tensor: format!("layers.{d}.weight"), axis: 1 });
-    }
-    out
-}
-
-/// The groups of one gate site and the threshold's verdict on them.
+/// The keep-mask of one dim and, for a dim with a gate set, why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SitePlan {
-    /// Layer index.
-    pub layer: usize,
-    /// Where the groups are.
-    pub site: GateSite,
-    /// The width the groups belong to.
-    pub width: usize,
-    /// `||w_j||` of the composed (effective) weights; empty when built from given masks.
-    pub norms: Vec<f64>,
-    /// Kept groups.
+pub struct DimPlan {
+    /// Dim name.
+    pub dim: String,
+    /// Kept entries.
     pub keep: Vec<bool>,
-    /// The read-out's cut-off, which part set it and the gaps it saw; `None` when built from
-    /// given masks.
+    /// Whether the dim has a gate set (groups); only those are ever pruned.
+    pub grouped: bool,
+    /// `||w_j||` of the composed weights; empty without a gate set or when built from masks.
+    pub norms: Vec<f64>,
+    /// The read-out's cut-off, which part set it and the gaps it saw; `None` without a gate
+    /// set or when built from given masks.
     pub decision: Option<Decision>,
 }
 
-impl SitePlan {
-    /// Groups removed.
+impl DimPlan {
+    /// Entries removed.
     pub fn removed(&self) -> usize {
         self.keep.iter().filter(|&&k| !k).count()
-    }
-}
-
-/// The keep-mask of one width and the slices it cuts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WidthPlan {
-    /// Width index (`0` = input features).
-    pub width: usize,
-    /// Kept entries.
-    pub keep: Vec<bool>,
-    /// The coupled slices ([`width_members`]).
-    pub members: Vec<TensorSlice>,
-}
-
-impl WidthPlan {
-    /// Indices of the kept entries, ascending.
-    pub fn kept(&self) -> Vec<usize> {
-        self.keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect()
     }
 
     /// Whether anything is removed.
     pub fn prunes(&self) -> bool {
-        self.keep.iter().any(|k| !k)
+        self.removed() > 0
+    }
+
+    /// Indices of the kept entries, ascending.
+    pub fn kept(&self) -> Vec<usize> {
+        self.keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect()
     }
 }
 
-/// What to remove from an [`Mlp`].
+/// Which entries of every dim survive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrunePlan {
-    /// The gate sites with their masks, in layer order.
-    pub sites: Vec<SitePlan>,
-    /// One entry per width `[input, hidden.., output]`.
-    pub widths: Vec<WidthPlan>,
-    /// The read-out that made the masks; `None` when built from given masks.
+    /// Every dim of the model's structure, in order.
+    pub dims: Vec<DimPlan>,
+    /// The read-out that produced the masks; `None` when built from given masks.
     pub read_out: Option<ReadOut>,
 }
 
 impl PrunePlan {
-    /// Thresholds the composed group norms of every layer that has a gate site (the
-    /// threshold alone, no gap rule).
-    pub fn new(model: &Mlp, threshold: &Threshold) -> Result<Self> {
+    /// Thresholds the composed group norms of every gate set (the threshold alone, no gap
+    /// rule).
+    pub fn new<M: Model + ?Sized>(model: &M, threshold: &Threshold) -> Result<Self> {
         Self::with_read_out(model, &ReadOut::from(*threshold))
     }
 
-    /// Applies `read_out` to the composed group norms of every layer that has a gate site,
-    /// each layer on its own (the gap and the relative floor are per layer).
-    pub fn with_read_out(model: &Mlp, read_out: &ReadOut) -> Result<Self> {
-        let norms_all = site_norms(model)?;
-        let decisions: Vec<Decision> = norms_all.iter().map(|n| read_out.decide(n)).collect();
-        let masks = decisions.iter().zip(&norms_all).map(|(d, n)| d.keep_mask(n)).collect();
-        let mut plan = Self::from_site_masks(model, masks)?;
-        for ((site, norms), d) in plan.sites.iter_mut().zip(norms_all).zip(decisions) {
-            site.norms = norms;
-            site.decision = Some(d);
+    /// Applies `read_out` to the composed group norms of every gate set, each on its own (the
+    /// gap and the relative floor are per set).
+    pub fn with_read_out<M: Model + ?Sized>(model: &M, read_out: &ReadOut) -> Result<Self> {
+        let norms = set_norms(model)?;
+        let mut masks = BTreeMap::new();
+        let mut why = BTreeMap::new();
+        for (dim, n) in norms {
+            let d = read_out.decide(&n);
+            masks.insert(dim.clone(), d.keep_mask(&n));
+            why.insert(dim, (n, d));
+        }
+        let mut plan = Self::from_masks(model, masks)?;
+        for dp in &mut plan.dims {
+            if let Some((n, d)) = why.remove(&dp.dim) {
+                dp.norms = n;
+                dp.decision = Some(d);
+            }
         }
         plan.read_out = Some(*read_out);
         Ok(plan)
     }
 
-    /// A plan from given keep-masks, one per layer with a gate site in layer order (e.g. the
-    /// masks of magnitude pruning).
-    pub fn from_site_masks(model: &Mlp, masks: Vec<Vec<bool>>) -> Result<Self> {
-        let layers = model.layers();
-        let n = layers.len();
-        let dims = model.config().widths();
-        let mut widths: Vec<WidthPlan> = dims
-            .iter()
-            .enumerate()
-            .map(|(d, &w)| WidthPlan { width: d, keep: vec![true; w], members: width_members(n, d) })
-            .collect();
-        let gated: Vec<_> = layers.iter().enumerate().filter(|(_, l)| l.site() != GateSite::None).collect();
-        if gated.len() != masks.len() {
-            return Err(Error::Plan(format!("{} masks for {} gate sites", masks.len(), gated.len())));
+    /// A plan from given keep-masks by dim name (e.g. the masks of magnitude pruning); dims
+    /// not named keep everything. Only dims with a gate set may lose entries.
+    pub fn from_masks<M: Model + ?Sized>(model: &M, mut masks: BTreeMap<String, Vec<bool>>) -> Result<Self> {
+        let structure = model.structure()?;
+        let sets = model.gate_sets();
+        let mut dims = Vec::with_capacity(structure.dims().len());
+        for d in structure.dims() {
+            let grouped = sets.iter().any(|s| s.dim() == d.name);
+            let keep = masks.remove(&d.name).unwrap_or_else(|| vec![true; d.size]);
+            if keep.len() != d.size {
+                return Err(Error::Plan(format!("dim `{}`: mask of {} for {} entries", d.name, keep.len(), d.size)));
+            }
+            let plan = DimPlan { dim: d.name.clone(), keep, grouped, norms: vec![], decision: None };
+            if plan.prunes() && !(grouped && d.removable) {
+                return Err(Error::Plan(format!("dim `{}` has no groups that may be removed", d.name)));
+            }
+            if plan.removed() == d.size {
+                return Err(Error::EmptyDim { dim: d.name.clone(), groups: d.size });
+            }
+            dims.push(plan);
         }
-        let mut sites = vec![];
-        for ((l, layer), keep) in gated.into_iter().zip(masks) {
-            let width = match layer.site() {
-                GateSite::Outputs => l + 1,
-                _ => l,
-            };
-            if width == n {
-                return Err(Error::Plan(format!("{}: output groups cannot be removed", layer.prefix())));
-            }
-            if keep.len() != dims[width] {
-                return Err(Error::Plan(format!(
-                    "{}: mask of {} for {} groups",
-                    layer.prefix(),
-                    keep.len(),
-                    dims[width]
-                )));
-            }
-            for (w, &k) in widths[width].keep.iter_mut().zip(&keep) {
-                *w &= k;
-            }
-            sites.push(SitePlan { layer: l, site: layer.site(), width, norms: vec![], keep, decision: None });
+        if let Some(name) = masks.keys().next() {
+            return Err(Error::Plan(format!("the model has no dim `{name}`")));
         }
-        for wp in &widths[..n] {
-            if !wp.keep.iter().any(|&k| k) {
-                let (layer, kind) =
-                    if wp.width == 0 { (0, "input features") } else { (wp.width - 1, "hidden neurons") };
-                return Err(Error::EmptyLayer { layer, kind, groups: wp.keep.len() });
-            }
+        Ok(Self { dims, read_out: None })
+    }
+
+    /// A plan from one keep-mask per gate set, in [`Model::gate_sets`] order (the order of
+    /// the training metrics and the magnitude masks).
+    pub fn from_set_masks<M: Model + ?Sized>(model: &M, masks: Vec<Vec<bool>>) -> Result<Self> {
+        let sets = model.gate_sets();
+        if sets.len() != masks.len() {
+            return Err(Error::Plan(format!("{} masks for {} gate sets", masks.len(), sets.len())));
         }
-        Ok(Self { sites, widths, read_out: None })
+        Self::from_masks(model, sets.iter().map(|s| s.dim().to_string()).zip(masks).collect())
     }
 
     /// A plan that removes nothing (the folded, unpruned model).
-    pub fn keep_all(model: &Mlp) -> Result<Self> {
-        let masks =
-            model.layers().iter().filter(|l| l.site() != GateSite::None).map(|l| vec![true; l.num_groups()]).collect();
-        Self::from_site_masks(model, masks)
+    pub fn keep_all<M: Model + ?Sized>(model: &M) -> Result<Self> {
+        Self::from_masks(model, BTreeMap::new())
+    }
+
+    /// The plan of dim `name`.
+    pub fn dim(&self, name: &str) -> Option<&DimPlan> {
+        self.dims.iter().find(|d| d.dim == name)
     }
 
     /// Whether the plan removes anything.
     pub fn prunes(&self) -> bool {
-        self.widths.iter().any(WidthPlan::prunes)
+        self.dims.iter().any(DimPlan::prunes)
     }
 
-    /// The widths after compaction.
-    pub fn widths_after(&self) -> Vec<usize> {
-        self.widths.iter().map(|w| w.keep.iter().filter(|&&k| k).count()).collect()
+    /// The keep-mask of every dim, by name.
+    pub fn keep_masks(&self) -> BTreeMap<String, Vec<bool>> {
+        self.dims.iter().map(|d| (d.dim.clone(), d.keep.clone())).collect()
     }
 
-    /// The widths before compaction.
-    pub fn widths_before(&self) -> Vec<usize> {
-        self.widths.iter().map(|w| w.keep.len()).collect()
+    /// Sizes before compaction, by dim.
+    pub fn sizes_before(&self) -> BTreeMap<String, usize> {
+        self.dims.iter().map(|d| (d.dim.clone(), d.keep.len())).collect()
+    }
+
+    /// Sizes after compaction, by dim.
+    pub fn sizes_after(&self) -> BTreeMap<String, usize> {
+        self.dims.iter().map(|d| (d.dim.clone(), d.keep.len() - d.removed())).collect()
+    }
+
+    /// One entry per gate set: groups before, removed, and the decision.
+    pub fn groups_removed(&self) -> Vec<GroupsRemoved> {
+        self.dims
+            .iter()
+            .filter(|d| d.grouped)
+            .map(|d| GroupsRemoved {
+                dim: d.dim.clone(),
+                groups: d.keep.len(),
+                removed: d.removed(),
+                decision: d.decision,
+            })
+            .collect()
     }
 }

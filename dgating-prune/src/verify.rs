@@ -1,20 +1,21 @@
-//! [`verify()`]: the compacted model against the masked gated model, on the same inputs.
+//! [`verify()`]: the compacted model against the masked gated model, on the same inputs and
+//! through the same nn forward.
 //!
-//! The reference is the gated model with every removed group zeroed
-//! ([`masked_reference`]): exactly the function compaction must reproduce. The distance to
-//! the *unmasked* gated model is reported too; it measures what the threshold itself cost.
+//! The reference is the gated model with its gates folded and every removed group's slices
+//! zeroed ([`masked_reference`]), rebuilt by its architecture at the original sizes: exactly
+//! the function compaction must reproduce. The distance to the *unmasked* gated model is
+//! reported too; it measures what the threshold itself cost.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
-use dgating_nn::train::engine::{TensorData, score};
-use dgating_nn::train::run::RunConfig;
-use dgating_nn::{GateSite, GatedLinear, Mlp, Model};
+use candle_core::{DType, Tensor};
+use dgating_core::GroupMember;
+use dgating_nn::gates::scale_member;
+use dgating_nn::{Model, Network, effective_tensors};
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{CompactMlp, FullInputModel};
+use crate::compact::Compacted;
 use crate::error::{Error, Result};
-use crate::report::Evaluation;
 
 /// Output differences between a gated model and its compacted form.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,52 +32,53 @@ pub struct Verification {
     pub unmasked_max_abs: f64,
 }
 
-/// The keep-mask of every width of `gated`, read from the compacted model's config.
-fn width_masks(gated: &Mlp, compact: &CompactMlp) -> Result<Vec<Vec<bool>>> {
-    let widths = gated.config().widths();
-    let p = &compact.config.provenance;
-    if p.original_widths != widths || p.kept_hidden.len() + 2 != widths.len() {
+/// The keep-mask of every dim of `gated` that `compact` removed entries from, read from the
+/// compacted model's kept indices.
+fn removed_masks<M: Model + ?Sized>(gated: &M, compact: &Compacted) -> Result<BTreeMap<String, Vec<bool>>> {
+    let sizes = gated.structure()?.sizes();
+    let original = compact.config.original_sizes();
+    if original != sizes {
         return Err(Error::Plan(format!(
-            "compacted model comes from widths {:?}, the gated model has {widths:?}",
-            p.original_widths
+            "compacted model comes from sizes {original:?}, the gated model has {sizes:?}"
         )));
     }
-    let mask = |n: usize, kept: &[usize]| -> Result<Vec<bool>> {
-        let mut m = vec![false; n];
-        for &i in kept {
-            *m.get_mut(i).ok_or_else(|| Error::Plan(format!("kept index {i} out of {n}")))? = true;
+    let mut out = BTreeMap::new();
+    for d in &compact.config.dims {
+        if d.kept.len() == d.original {
+            continue;
         }
-        Ok(m)
-    };
-    let mut masks = vec![mask(widths[0], &compact.config.kept_input_indices())?];
-    for (kept, &n) in p.kept_hidden.iter().zip(&widths[1..]) {
-        masks.push(mask(n, kept)?);
+        let mut m = vec![false; d.original];
+        for &i in &d.kept {
+            *m.get_mut(i)
+                .ok_or_else(|| Error::Plan(format!("dim `{}`: kept index {i} out of {}", d.name, d.original)))? = true;
+        }
+        out.insert(d.name.clone(), m);
     }
-    masks.push(vec![true; widths[widths.len() - 1]]);
-    Ok(masks)
+    Ok(out)
 }
 
-/// A copy of `gated` with its gates folded and every group the compacted model removed set
-/// to zero (via [`GatedLinear::drop_groups`]); `gated` itself is not touched.
-pub fn masked_reference(gated: &Mlp, compact: &CompactMlp) -> Result<Mlp> {
-    let masks = width_masks(gated, compact)?;
-    let layers = gated
-        .layers()
-        .iter()
-        .enumerate()
-        .map(|(l, layer)| {
-            let (w, b) = layer.effective()?;
-            let b = b.map(|b| b.copy()).transpose()?;
-            let plain = GatedLinear::from_tensors(layer.prefix(), w.copy()?, b, layer.site(), None)?;
-            match layer.site() {
-                GateSite::Outputs => plain.drop_groups(&masks[l + 1])?,
-                GateSite::Inputs => plain.drop_groups(&masks[l])?,
-                GateSite::None => {}
-            }
-            Ok(plain)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Mlp::from_layers(gated.config().clone(), layers)?)
+/// The function of `gated` with its gates folded and every group the compacted model removed
+/// set to zero (its slices in every member of the dim's gate set), as an ungated model of the
+/// same architecture; `gated` itself is not touched.
+pub fn masked_reference<M: Model + ?Sized>(gated: &M, compact: &Compacted) -> Result<Network> {
+    let masks = removed_masks(gated, compact)?;
+    let structure = gated.structure()?;
+    let mut tensors = effective_tensors(gated)?;
+    for (name, keep) in &masks {
+        let dim = structure.dim(name).ok_or_else(|| Error::Plan(format!("no dim `{name}`")))?;
+        let groups: Vec<_> = dim.slices.iter().filter(|s| s.group).collect();
+        if groups.is_empty() {
+            return Err(Error::Plan(format!("dim `{name}` lost entries but has no groups")));
+        }
+        for s in groups {
+            let t = tensors.get_mut(&s.tensor).ok_or_else(|| Error::Plan(format!("no tensor `{}`", s.tensor)))?;
+            let v: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+            let mask = Tensor::from_vec(v, keep.len(), t.device())?.to_dtype(t.dtype())?;
+            let member = GroupMember::new(s.tensor.clone(), s.shape.clone(), s.axis, s.block);
+            *t = scale_member(t, &mask, &member)?;
+        }
+    }
+    Ok(gated.architecture().from_tensors(&tensors)?)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
@@ -85,56 +87,21 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
 }
 
 /// Compares `compact.forward_full(inputs)` with the masked and the unmasked gated model on
-/// the full (standardized) `inputs` `[batch, input_dim_full]`.
-pub fn verify(gated: &Mlp, compact: &CompactMlp, inputs: &Tensor) -> Result<Verification> {
+/// the full (standardized) `inputs` `[batch, input.features]`.
+pub fn verify<M: Model + ?Sized>(gated: &M, compact: &Compacted, inputs: &Tensor) -> Result<Verification> {
     let reference = masked_reference(gated, compact)?;
-    let dtype = gated.layers()[0].weight_var().dtype();
-    let x = inputs.to_dtype(dtype)?;
+    let dtype = gated.params()?.iter().next().map_or(DType::F32, |p| p.var.dtype());
+    let device = gated.params()?.iter().next().map_or(candle_core::Device::Cpu, |p| p.var.device().clone());
+    let x = inputs.to_dtype(dtype)?.to_device(&device)?;
     let y_ref = reference.forward(&x)?;
     let y_gated = gated.forward(&x)?;
     let y = compact.forward_full(inputs)?;
-    let max_abs = max_abs_diff(&y_ref, &y)?;
+    let max_abs = max_abs_diff(&y_ref, &y.to_device(&device)?)?;
     let scale = y_ref.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
     Ok(Verification {
         samples: inputs.dims()[0],
         max_abs,
         max_rel: max_abs / scale.max(f64::MIN_POSITIVE),
-        unmasked_max_abs: max_abs_diff(&y_gated, &y)?,
+        unmasked_max_abs: max_abs_diff(&y_gated, &y.to_device(&device)?)?,
     })
-}
-
-/// A gated model and its compacted form on a run's held-out split.
-#[derive(Debug, Clone)]
-pub(crate) struct HeldOutCheck {
-    /// The held-out features `[rows, features]` (standardized, as the models take them).
-    pub inputs: Tensor,
-    /// Output differences ([`verify`]).
-    pub verification: Verification,
-    /// Held-out loss/accuracy of the gated model.
-    pub gated: Evaluation,
-    /// Held-out loss/accuracy of the compacted model.
-    pub compacted: Evaluation,
-}
-
-/// Verifies `compact` against `gated` and evaluates both on the held-out split of the run in
-/// `run_dir` (configuration `cfg`); an empty split is an error naming the run's config.
-pub(crate) fn check_on_held_out(
-    run_dir: &Path,
-    cfg: &RunConfig,
-    gated: &Mlp,
-    compact: &CompactMlp,
-) -> Result<HeldOutCheck> {
-    let test = cfg.held_out()?;
-    if test.is_empty() {
-        return Err(Error::format(
-            run_dir.join("config.json"),
-            "the run's held-out split is empty: nothing to verify on",
-        ));
-    }
-    let inputs = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
-    let verification = verify(gated, compact, &inputs)?;
-    let data = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let gated_eval = score(gated, &data)?;
-    let compacted = score(&FullInputModel(compact), &data)?;
-    Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted })
 }

@@ -8,6 +8,10 @@ use dgating_core::{CutBy, ReadOut, Threshold};
 use dgating_nn::Model;
 use dgating_prune::{Error, PrunePlan, compact, import, prune_run, verify};
 
+fn sizes(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
 /// Hidden neurons dropped by hand in both hidden layers: the compacted model has the kept
 /// widths and the same outputs as the masked gated model.
 #[test]
@@ -18,14 +22,17 @@ fn hidden_groups_compact_to_the_same_function() {
     model.layers()[0].drop_groups(&keep0).unwrap();
     model.layers()[1].drop_groups(&keep1).unwrap();
     let plan = PrunePlan::new(&model, &Threshold::absolute(0.0).unwrap()).unwrap();
-    assert_eq!(plan.widths_after(), vec![6, 5, 2, 3]);
-    // Coupling: width 1 cuts rows + bias of layer 0 and columns of layer 1.
-    let names: Vec<(&str, usize)> = plan.widths[1].members.iter().map(|m| (m.tensor.as_str(), m.axis)).collect();
-    assert_eq!(names, vec![("layers.0.weight", 0), ("layers.0.bias", 0), ("layers.1.weight", 1)]);
+    assert_eq!(plan.sizes_after(), sizes(&[("inputs", 6), ("hidden.0", 5), ("hidden.1", 2), ("outputs", 3)]));
+    // Coupling: hidden.0 cuts rows + bias of layer 0 (its groups) and columns of layer 1.
+    let structure = model.structure().unwrap();
+    let names: Vec<(&str, usize, bool)> =
+        structure.dim("hidden.0").unwrap().slices.iter().map(|s| (s.tensor.as_str(), s.axis, s.group)).collect();
+    assert_eq!(names, vec![("layers.0.weight", 0, true), ("layers.0.bias", 0, true), ("layers.1.weight", 1, false)]);
     let c = compact(&model, &plan).unwrap();
-    assert_eq!(c.config.provenance.kept_hidden, vec![vec![1, 4, 5, 11, 15], vec![2, 6]]);
-    assert_eq!(c.config.kept_inputs, None);
-    assert_eq!(c.layers[1].0.dims(), &[2, 5]);
+    assert_eq!(c.config.kept("hidden.0"), Some(&[1, 4, 5, 11, 15][..]));
+    assert_eq!(c.config.kept("hidden.1"), Some(&[2, 6][..]));
+    assert_eq!(c.config.kept_input_indices(), (0..6).collect::<Vec<_>>());
+    assert_eq!(c.tensors().unwrap()["layers.1.weight"].dims(), &[2, 5]);
     let x = inputs(64, 6, 1);
     let v = verify(&model, &c, &x).unwrap();
     assert!(v.max_rel <= 1e-5, "{v:?}");
@@ -48,9 +55,9 @@ fn thresholded_groups_match_the_masked_model() {
     let s = candle_core::Tensor::from_vec(scale, (10, 1), &candle_core::Device::Cpu).unwrap();
     g.set(&g.as_tensor().broadcast_mul(&s).unwrap()).unwrap();
     let plan = PrunePlan::new(&model, &Threshold::relative(1e-2).unwrap()).unwrap();
-    assert_eq!(plan.sites[0].removed(), 2);
+    assert_eq!(plan.dim("inputs").unwrap().removed(), 2);
     let c = compact(&model, &plan).unwrap();
-    assert_eq!(c.config.kept_inputs, Some(vec![0, 1, 2, 4, 5, 6, 8, 9]));
+    assert_eq!(c.config.kept_input_indices(), vec![0, 1, 2, 4, 5, 6, 8, 9]);
     let x = inputs(32, 10, 2);
     let v = verify(&model, &c, &x).unwrap();
     assert!(v.max_rel <= 1e-5, "{v:?}");
@@ -71,8 +78,8 @@ fn read_out_decisions_are_recorded_in_plan_and_export() {
     g.set(&g.as_tensor().broadcast_mul(&s).unwrap()).unwrap();
 
     let plan = PrunePlan::with_read_out(&model, &ReadOut::default()).unwrap();
-    assert_eq!(plan.sites[0].removed(), 2);
-    let d = plan.sites[0].decision.unwrap();
+    assert_eq!(plan.dim("inputs").unwrap().removed(), 2);
+    let d = plan.dim("inputs").unwrap().decision.unwrap();
     // The gap lies far below the 3e-2 floor: both remove the same features, the floor is the cut.
     assert_eq!(d.by, CutBy::Floor);
     let gap = d.gap.unwrap();
@@ -83,16 +90,14 @@ fn read_out_decisions_are_recorded_in_plan_and_export() {
     let dir = tempfile::tempdir().unwrap();
     dgating_prune::export(&c, dir.path()).unwrap();
     let p = import(dir.path()).unwrap().config.provenance;
-    assert_eq!(p.threshold, Some(ReadOut::default().floor));
-    let rec = p.read_out.unwrap();
-    assert_eq!(rec.rule, ReadOut::default());
-    assert_eq!((rec.sites[0].removed, rec.sites[0].decision), (2, Some(d)));
+    assert_eq!(p.read_out, Some(ReadOut::default()));
+    assert_eq!((p.groups[0].dim.as_str(), p.groups[0].removed, p.groups[0].decision), ("inputs", 2, Some(d)));
 
     // Floor 0: the gap rule alone cuts at the gap's lower edge.
     let gap_only = ReadOut::new(Threshold::absolute(0.0).unwrap(), Some(dgating_core::GapRule::default()));
     let plan = PrunePlan::with_read_out(&model, &gap_only).unwrap();
-    let d = plan.sites[0].decision.unwrap();
-    assert_eq!((d.by, d.cutoff, plan.sites[0].removed()), (CutBy::Gap, gap.lower, 2));
+    let d = plan.dim("inputs").unwrap().decision.unwrap();
+    assert_eq!((d.by, d.cutoff, plan.dim("inputs").unwrap().removed()), (CutBy::Gap, gap.lower, 2));
     // A threshold plan records the threshold as a rule without gap.
     let plan = PrunePlan::new(&model, &Threshold::relative(1e-2).unwrap()).unwrap();
     assert_eq!(plan.read_out.unwrap().gap, None);
@@ -107,12 +112,12 @@ fn nothing_pruned_is_identical() {
         let plan = PrunePlan::new(&model, &Threshold::absolute(0.0).unwrap()).unwrap();
         assert!(!plan.prunes());
         let c = compact(&model, &plan).unwrap();
-        assert_eq!(c.widths(), model.config().widths().as_slice());
-        assert_eq!(c.config.kept_inputs, None);
-        for (layer, (w, b)) in model.layers().iter().zip(&c.layers) {
+        assert_eq!(c.sizes().unwrap(), model.structure().unwrap().sizes());
+        let tensors = c.tensors().unwrap();
+        for layer in model.layers() {
             let (ew, eb) = layer.effective().unwrap();
-            assert_eq!(bits(w), bits(&ew));
-            assert_eq!(bits(b), bits(&eb.unwrap()));
+            assert_eq!(bits(&tensors[&format!("{}.weight", layer.prefix())]), bits(&ew));
+            assert_eq!(bits(&tensors[&format!("{}.bias", layer.prefix())]), bits(&eb.unwrap()));
         }
         let x = inputs(20, 5, 3);
         assert_eq!(bits(&c.forward_reduced(&x).unwrap()), bits(&c.forward_full(&x).unwrap()));
@@ -128,13 +133,13 @@ fn an_emptied_layer_is_refused() {
     let model = hidden_model(4, &[6, 5], 2, 2, 5);
     model.layers()[1].drop_groups(&[false; 5]).unwrap();
     let err = PrunePlan::new(&model, &Threshold::absolute(0.0).unwrap()).unwrap_err();
-    assert!(matches!(err, Error::EmptyLayer { layer: 1, kind: "hidden neurons", groups: 5 }), "{err}");
+    assert!(matches!(&err, Error::EmptyDim { dim, groups: 5 } if dim == "hidden.1"), "{err}");
     assert!(err.to_string().contains("lower the threshold"), "{err}");
 
     let model = input_model(4, &[3], 2, 2, 5);
     model.layers()[0].drop_groups(&[false; 4]).unwrap();
     let err = PrunePlan::new(&model, &Threshold::absolute(0.0).unwrap()).unwrap_err();
-    assert!(matches!(err, Error::EmptyLayer { layer: 0, kind: "input features", .. }), "{err}");
+    assert!(matches!(&err, Error::EmptyDim { dim, groups: 4 } if dim == "inputs"), "{err}");
 }
 
 /// Invalid thresholds and non-finite weights are typed errors.
@@ -161,10 +166,10 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
     train_run("mlp", "wine", 3, 0.2, 100, run.path());
     let out = tempfile::tempdir().unwrap();
     let report = prune_run(run.path(), &ReadOut::default(), out.path(), false).unwrap();
-    let kept = report.after.widths[0];
+    let kept = report.after.sizes["inputs"];
     assert!(kept < 13 && kept > 0, "{report:?}");
-    assert_eq!(report.before.widths, vec![13, 64, 3]);
-    assert_eq!(report.after.widths[1..], [64, 3]);
+    assert_eq!(report.before.sizes, sizes(&[("inputs", 13), ("hidden.0", 64), ("outputs", 3)]));
+    assert_eq!(report.after.sizes, sizes(&[("inputs", kept), ("hidden.0", 64), ("outputs", 3)]));
     assert_eq!(report.groups[0].removed, 13 - kept);
     assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);
     assert!(report.after.params < report.before.params);
@@ -174,13 +179,14 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
 
     let loaded = import(out.path()).unwrap();
     let cfg = &loaded.config;
-    assert_eq!(cfg.kept_inputs.as_ref().unwrap().len(), kept);
-    assert_eq!(cfg.kept_input_names.as_ref().unwrap().len(), kept);
-    assert!(cfg.standardizer.is_some());
+    assert_eq!(cfg.kept_input_indices().len(), kept);
+    assert_eq!(cfg.kept_input_names().unwrap().len(), kept);
+    assert_eq!(cfg.input.names.as_ref().unwrap().len(), 13);
+    assert!(cfg.input.standardizer.is_some());
     assert_eq!(cfg.provenance.depth, Some(3));
     assert_eq!(cfg.provenance.lambda, Some(0.2));
     assert_eq!(cfg.provenance.mode.as_deref(), Some("dgating"));
-    assert!(cfg.provenance.metrics.is_some());
+    assert!(cfg.provenance.training.is_some());
     assert!(out.path().join("report.json").exists());
 
     // The reloaded model reproduces the run's masked model on its held-out data.
@@ -189,7 +195,7 @@ fn prune_run_on_trained_wine_selects_features_and_verifies() {
     assert!(verify(&model, &loaded, &x).unwrap().max_rel <= 1e-5);
 
     // forward_raw = standardize, then forward_full.
-    let s = cfg.standardizer.as_ref().unwrap();
+    let s = cfg.input.standardizer.as_ref().unwrap();
     let raw = inputs(8, 13, 4);
     let mut rows = raw.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     s.apply_rows(&mut rows).unwrap();
@@ -229,7 +235,7 @@ fn prune_run_on_a_prox_run_removes_the_exact_zeros() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let report = prune_run(run.path(), &Threshold::absolute(0.0).unwrap().into(), out.path(), false).unwrap();
-    assert_eq!(report.after.widths, vec![5, 1]);
+    assert_eq!(report.after.sizes, sizes(&[("inputs", 5), ("outputs", 1)]));
     assert_eq!(report.verification.unmasked_max_abs, report.verification.max_abs);
     assert!(report.verification.max_rel <= 1e-5, "{:?}", report.verification);
     assert_eq!(report.compact_eval.accuracy, None);
@@ -238,5 +244,5 @@ fn prune_run_on_a_prox_run_removes_the_exact_zeros() {
     assert_eq!(c.config.provenance.mode.as_deref(), Some("prox"));
     let (_, support) = dgating_nn::data::builtin::synthetic(&dgating_nn::data::builtin::SYNTHETIC_SPEC).unwrap();
     let truth: Vec<usize> = support.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i).collect();
-    assert_eq!(c.config.kept_inputs, Some(truth));
+    assert_eq!(c.config.kept_input_indices(), truth);
 }

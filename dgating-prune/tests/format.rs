@@ -9,16 +9,16 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use common::{bits, hidden_model, inputs};
 use dgating_core::Threshold;
-use dgating_prune::{CompactMlp, Error, PrunePlan, compact, export, import};
+use dgating_prune::{Compacted, Error, PrunePlan, compact, export, import};
 
-fn small_model() -> CompactMlp {
+fn small_model() -> Compacted {
     let model = hidden_model(5, &[6, 4], 3, 3, 21);
     model.layers()[0].drop_groups(&[true, false, true, true, false, true]).unwrap();
     model.layers()[1].drop_groups(&[false, true, true, false]).unwrap();
     compact(&model, &PrunePlan::new(&model, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap()
 }
 
-fn exported() -> (tempfile::TempDir, CompactMlp) {
+fn exported() -> (tempfile::TempDir, Compacted) {
     let dir = tempfile::tempdir().unwrap();
     let m = small_model();
     export(&m, dir.path()).unwrap();
@@ -32,19 +32,22 @@ fn write_tensors(dir: &Path, tensors: &[(&str, Tensor)], format: &str) {
     std::fs::write(dir.join("model.safetensors"), safetensors::serialize(data, Some(meta)).unwrap()).unwrap();
 }
 
-fn original_tensors(m: &CompactMlp) -> Vec<(String, Tensor)> {
-    m.layers
-        .iter()
-        .enumerate()
-        .flat_map(|(l, (w, b))| [(format!("layers.{l}.weight"), w.clone()), (format!("layers.{l}.bias"), b.clone())])
+/// The tensors in layer order: `layers.0.weight`, `layers.0.bias`, `layers.1.weight`, ...
+fn original_tensors(m: &Compacted) -> Vec<(String, Tensor)> {
+    let t = m.tensors().unwrap();
+    (0..3)
+        .flat_map(|l| {
+            let (w, b) = (format!("layers.{l}.weight"), format!("layers.{l}.bias"));
+            [(w.clone(), t[&w].clone()), (b.clone(), t[&b].clone())]
+        })
         .collect()
 }
 
-fn rewrite(dir: &Path, m: &CompactMlp, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
+fn rewrite(dir: &Path, m: &Compacted, edit: impl FnOnce(&mut Vec<(String, Tensor)>)) {
     let mut t = original_tensors(m);
     edit(&mut t);
     let refs: Vec<(&str, Tensor)> = t.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    write_tensors(dir, &refs, "dgating-compact-v1");
+    write_tensors(dir, &refs, "dgating-compact-v2");
 }
 
 #[test]
@@ -64,39 +67,32 @@ fn round_trip_is_exact_and_names_are_pinned() {
     );
     assert_eq!(st.tensor("layers.1.weight").unwrap().shape(), &[2, 4]);
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "dgating-compact-v1");
+    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "dgating-compact-v2");
 
     // The config fields third-party loaders read (docs/FORMAT.md).
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
+    assert_eq!(keys, ["architecture", "dims", "format", "held_out", "input", "provenance"]);
+    assert_eq!(json["format"], "dgating-compact-v2");
     assert_eq!(
-        keys,
-        [
-            "activation",
-            "class_names",
-            "format",
-            "held_out",
-            "input_dim_full",
-            "input_names",
-            "kept_input_names",
-            "kept_inputs",
-            "provenance",
-            "standardizer",
-            "target",
-            "task",
-            "widths"
-        ]
+        json["architecture"],
+        serde_json::json!({"type": "mlp", "input_dim": 5, "hidden": [4, 2], "output_dim": 3,
+            "group_inputs": false, "group_hidden": true})
     );
-    assert_eq!(json["format"], "dgating-compact-v1");
-    assert_eq!(json["widths"], serde_json::json!([5, 4, 2, 3]));
+    assert_eq!(json["dims"][1], serde_json::json!({"name": "hidden.0", "original": 6, "kept": [0, 2, 3, 5]}));
+    assert_eq!(json["dims"][2], serde_json::json!({"name": "hidden.1", "original": 4, "kept": [1, 2]}));
+    let mut input: Vec<&str> = json["input"].as_object().unwrap().keys().map(String::as_str).collect();
+    input.sort();
+    assert_eq!(input, ["class_names", "features", "names", "standardizer", "target", "task"]);
 
     let loaded = import(dir.path()).unwrap();
     assert_eq!(loaded.config, m.config);
-    for ((w, b), (w2, b2)) in m.layers.iter().zip(&loaded.layers) {
-        assert_eq!(bits(w), bits(w2));
-        assert_eq!(bits(b), bits(b2));
+    let (a, b) = (m.tensors().unwrap(), loaded.tensors().unwrap());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, t) in &a {
+        assert_eq!(bits(t), bits(&b[k]), "{k}");
     }
     let x = inputs(10, 5, 1);
     assert_eq!(bits(&m.forward_full(&x).unwrap()), bits(&loaded.forward_full(&x).unwrap()));
@@ -185,14 +181,24 @@ fn bad_configs_are_named_errors() {
     let err = edit(&|v| v["format"] = "dgating-compact-v9".into());
     assert!(matches!(&err, Error::UnknownVersion { version, .. } if version == "dgating-compact-v9"), "{err}");
     assert_names(&err, "config.json", None);
-    let err = edit(&|v| v["activation"] = "gelu".into());
+    let err = edit(&|v| v["architecture"]["type"] = "gpt".into());
     assert!(matches!(err, Error::Format { .. }), "{err}");
     assert_names(&err, "config.json", None);
-    let err = edit(&|v| v["widths"] = serde_json::json!([5, 4, 3, 3]));
-    assert!(matches!(&err, Error::ShapeMismatch { name, .. } if name == "layers.1.weight"), "{err}");
-    let err = edit(&|v| v["kept_inputs"] = serde_json::json!([0, 1, 2, 9, 3]));
+    // Sizes that agree with the kept indices but not with the weights.
+    let err = edit(&|v| {
+        v["architecture"]["hidden"] = serde_json::json!([4, 3]);
+        v["dims"][2]["kept"] = serde_json::json!([0, 1, 2]);
+    });
+    assert!(matches!(&err, Error::ShapeMismatch { name, .. } if name.starts_with("layers.1.")), "{err}");
+    let err = edit(&|v| v["dims"][0]["kept"] = serde_json::json!([0, 1, 2, 9, 3]));
     assert!(matches!(err, Error::Format { .. }), "{err}");
-    let err = edit(&|v| v.as_object_mut().unwrap().remove("widths").map(|_| ()).unwrap());
+    let err = edit(&|v| v["dims"][1]["kept"] = serde_json::json!([0, 2, 3]));
+    assert!(matches!(err, Error::Format { .. }), "kept indices must fit the size: {err}");
+    let err = edit(&|v| v["dims"][3]["kept"] = serde_json::json!([0, 1]));
+    assert!(matches!(err, Error::Format { .. }), "outputs cannot shrink: {err}");
+    let err = edit(&|v| v["input"]["names"] = serde_json::json!(["a"]));
+    assert!(matches!(err, Error::Format { .. }), "{err}");
+    let err = edit(&|v| v.as_object_mut().unwrap().remove("dims").map(|_| ()).unwrap());
     assert_names(&err, "config.json", None);
 
     std::fs::write(&path, &json[..json.len() / 2]).unwrap();
@@ -206,26 +212,44 @@ fn bad_configs_are_named_errors() {
     assert!(import(dir.path()).is_ok());
 }
 
-/// Configs written before the read-out record existed (no `provenance.read_out`, no per-site
-/// `decision`) still load, and so does a record whose sites lack a decision.
+/// Provenance is informational: a config without it (or with a `null` training record) still
+/// loads, and so does one whose per-set records lack a decision.
 #[test]
-fn configs_without_the_read_out_record_still_load() {
+fn provenance_is_informational() {
     let (dir, m) = exported();
     let path = dir.path().join("config.json");
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert!(v["provenance"]["read_out"].is_object(), "export records the read-out: {v}");
-    v["provenance"].as_object_mut().unwrap().remove("read_out");
+    v["provenance"] = serde_json::json!({
+        "mode": null, "depth": null, "lambda": null, "read_out": null, "training": null,
+        "groups": [{"dim": "hidden.0", "groups": 6, "removed": 2, "decision": null}]
+    });
     std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
     let loaded = import(dir.path()).unwrap();
     assert_eq!(loaded.config.provenance.read_out, None);
-    assert_eq!(loaded.config.widths, m.config.widths);
+    assert_eq!(loaded.config.provenance.groups[0].decision, None);
+    assert_eq!(loaded.config.dims, m.config.dims);
+}
 
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    v["provenance"]["read_out"] = serde_json::json!({
-        "rule": {"floor": {"absolute": 0.0, "relative": 0.0}, "gap": null},
-        "sites": [{"layer": 0, "site": "outputs", "groups": 4, "removed": 0}]
-    });
-    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
-    let rec = import(dir.path()).unwrap().config.provenance.read_out.unwrap();
-    assert_eq!(rec.sites[0].decision, None);
+/// A `dgating-compact-v1` file (written by the MLP-only code) loads as the v2 config of the same
+/// MLP: the same kept indices and the same outputs.
+#[test]
+fn v1_files_load_as_v2() {
+    let v1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-wine");
+    let c = import(&v1).unwrap();
+    assert_eq!(c.config.format, "dgating-compact-v2");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(v1.join("config.json")).unwrap()).unwrap();
+    assert_eq!(json["format"], "dgating-compact-v1");
+    let widths: Vec<usize> = serde_json::from_value(json["widths"].clone()).unwrap();
+    assert_eq!(c.config.architecture, dgating_nn::Architecture::from_widths(&widths).unwrap());
+    let kept: Vec<usize> = serde_json::from_value(json["kept_inputs"].clone()).unwrap();
+    assert_eq!(c.config.kept_input_indices(), kept);
+    assert_eq!(c.config.provenance.mode.as_deref(), Some("dgating"));
+    assert!(c.config.input.standardizer.is_some());
+    // Re-exported, it is a v2 file with the same function.
+    let dir = tempfile::tempdir().unwrap();
+    export(&c, dir.path()).unwrap();
+    let back = import(dir.path()).unwrap();
+    let x = inputs(7, 13, 3);
+    assert_eq!(bits(&back.forward_full(&x).unwrap()), bits(&c.forward_full(&x).unwrap()));
 }

@@ -100,10 +100,10 @@ fn read_out(cfg: &LenetConfig, dir: &Path, mode: &str, setting: f64, test: &Tens
     let mut rows = vec![];
     for &rel in &cfg.relative_thresholds {
         let (_, model) = load_run_model(dir).map_err(nn)?;
-        let layers = model.group_layers();
-        let stats = group_stats(&layers, &Threshold::relative(rel)?, cfg.depth).map_err(nn)?;
-        for (layer, mask) in layers.iter().zip(&stats.masks) {
-            layer.drop_groups(mask).map_err(nn)?;
+        let (sets, store) = (model.gate_sets(), model.params().map_err(nn)?);
+        let stats = group_stats(&sets, &store, &Threshold::relative(rel)?, cfg.depth).map_err(nn)?;
+        for (set, mask) in sets.iter().zip(&stats.masks) {
+            set.drop_groups(&store, mask).map_err(nn)?;
         }
         let (_, acc) = evaluate(&model, test).map_err(nn)?;
         let kept: Vec<usize> = stats.masks.iter().map(|m| m.iter().filter(|&&k| k).count()).collect();

@@ -19,8 +19,8 @@ use dgating_nn::optim::{Schedule, Warmup};
 use dgating_nn::train::engine::{TensorData, Trainer, score};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{self, DataSpec, Mode, Scores, TrainConfig};
-use dgating_nn::{GateSite, GatedLinear, Mlp, MlpConfig};
-use dgating_prune::{CompactMlp, PrunePlan, compact, prune_run, site_norms};
+use dgating_nn::{Model, Network};
+use dgating_prune::{Compacted, PrunePlan, compact, prune_run, set_norms};
 
 use crate::error::{Error, Result};
 use crate::sweep::point::{Point, Shard, points};
@@ -117,7 +117,7 @@ pub fn run_sweep(
 fn outcome_of_training(e: &Error) -> bool {
     matches!(
         e,
-        Error::Prune(dgating_prune::Error::EmptyLayer { .. })
+        Error::Prune(dgating_prune::Error::EmptyDim { .. })
             | Error::Nn(dgating_nn::Error::NonFinite { .. })
             | Error::Prune(dgating_prune::Error::Nn(dgating_nn::Error::NonFinite { .. }))
     )
@@ -164,7 +164,8 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
             (compacted, groups, kept, gaps, (report.before.params, report.before.flops_per_sample))
         }
     };
-    let held_out = score(&dgating_prune::FullInputModel(&compacted), &tensors(&prepared.test)?)?;
+    let kept_inputs = compacted.config.kept_input_indices();
+    let held_out = score(&compacted.model, &tensors(&prepared.test)?.select_features(&kept_inputs)?)?;
     let t1 = Instant::now();
     let finetuned = if spec.finetune.epochs > 0 {
         Some(finetune(&cfg, &compacted, &prepared.train, &prepared.test, spec, task, p.seed)?)
@@ -188,9 +189,9 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
         groups,
         kept,
         removed_fraction: if total == 0 { 0.0 } else { removed as f64 / total as f64 },
-        params: compacted.num_params(),
+        params: compacted.num_params()?,
         params_before: before.0,
-        flops: dgating_prune::Cost::of_widths(compacted.widths()).flops_per_sample,
+        flops: dgating_prune::Cost::of(compacted.architecture())?.flops_per_sample,
         flops_before: before.1,
         metric_name: metric_name.into(),
         metric,
@@ -214,14 +215,14 @@ fn tensors(d: &Dataset) -> Result<TensorData> {
     Ok(TensorData::new(d, DType::F32, &Device::Cpu)?)
 }
 
-/// Magnitude pruning of a dense model: the smallest `sparsity` share of each gate site's
+/// Magnitude pruning of a dense model: the smallest `sparsity` share of each gate set's
 /// groups (by norm) removed, the rest compacted.
 #[allow(clippy::type_complexity)]
-fn magnitude(model: &Mlp, sparsity: f64) -> Result<(CompactMlp, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
-    let norms = site_norms(model)?;
+fn magnitude(model: &Network, sparsity: f64) -> Result<(Compacted, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
+    let norms = set_norms(model)?;
     let masks: Vec<Vec<bool>> = norms
         .iter()
-        .map(|n| {
+        .map(|(_, n)| {
             let remove = (((n.len() as f64) * sparsity).floor() as usize).min(n.len() - 1);
             let mut order: Vec<usize> = (0..n.len()).collect();
             order.sort_by(|&a, &b| n[a].total_cmp(&n[b]).then(a.cmp(&b)));
@@ -233,9 +234,8 @@ fn magnitude(model: &Mlp, sparsity: f64) -> Result<(CompactMlp, Vec<usize>, Vec<
     let groups = masks.iter().map(Vec::len).collect();
     let kept = masks.iter().map(|m| m.iter().filter(|k| **k).count()).collect();
     let gaps = vec![false; masks.len()];
-    let full = PrunePlan::keep_all(model)?;
-    let before = dgating_prune::Cost::of_widths(&full.widths_before());
-    let plan = PrunePlan::from_site_masks(model, masks)?;
+    let before = dgating_prune::Cost::of(&model.architecture())?;
+    let plan = PrunePlan::from_set_masks(model, masks)?;
     Ok((compact(model, &plan)?, groups, kept, gaps, (before.params, before.flops_per_sample)))
 }
 
@@ -243,30 +243,15 @@ fn magnitude(model: &Mlp, sparsity: f64) -> Result<(CompactMlp, Vec<usize>, Vec<
 /// the sweep's budget, and scores it on the held-out rows.
 fn finetune(
     cfg: &RunConfig,
-    compacted: &CompactMlp,
+    compacted: &Compacted,
     train_set: &Dataset,
     test_set: &Dataset,
     spec: &SweepSpec,
     task: &TaskSpec,
     seed: u64,
 ) -> Result<Scores> {
-    let widths = compacted.widths().to_vec();
-    let layers = compacted
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(l, (w, b))| {
-            GatedLinear::from_tensors(format!("layers.{l}"), w.clone(), Some(b.clone()), GateSite::None, None)
-        })
-        .collect::<dgating_nn::Result<Vec<_>>>()?;
-    let mlp_cfg = MlpConfig {
-        input_dim: widths[0],
-        hidden: widths[1..widths.len() - 1].to_vec(),
-        output_dim: widths[widths.len() - 1],
-        group_inputs: false,
-        group_hidden: false,
-    };
-    let model = Mlp::from_layers(mlp_cfg, layers)?;
+    // The compacted architecture as a plain dense model with its own copy of the weights.
+    let model = compacted.architecture().from_tensors(&compacted.tensors()?)?;
     let kept: Vec<String> =
         compacted.config.kept_input_indices().iter().map(|&i| cfg.feature_names[i].clone()).collect();
     let (train_t, test_t) = (tensors(&train_set.select_features(&kept)?)?, tensors(&test_set.select_features(&kept)?)?);

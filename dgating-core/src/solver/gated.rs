@@ -1,13 +1,13 @@
 //! Full-batch gradient descent on the D-Gating factors of a linear model.
 //!
-//! Minimizes the gated objective (SPEC.md eq. G) for `β = ω ⊙ Πγ`:
+//! Minimizes the gated objective (docs/METHOD.md eq. G) for `β = ω ⊙ Πγ`:
 //!
 //! ```text
 //! G(ω, γ, b) = L(ω ⊙ Πγ, b) + (λ/D) · Σ_j ( ||ω_j||² + Σ_d γ_{j,d}² )
 //! ```
 //!
 //! with plain gradient steps of fixed size `η` on every factor (weight decay `2λ/D` enters
-//! the gradient, SPEC.md's convention). This is exactly the dynamics whose imbalance obeys
+//! the gradient, docs/METHOD.md's convention). This is exactly the dynamics whose imbalance obeys
 //! `Δ⁺ = (1 − 2ηλ/D)² Δ + O(η²)`; it is the reference the `dgating-nn` layers are checked
 //! against.
 

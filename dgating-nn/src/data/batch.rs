@@ -5,8 +5,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::Dataset;
-
 /// The batches of one epoch over `n` samples: consecutive chunks of `batch_size` indices of
 /// `0..n` in order, or of a permutation seeded by `shuffle_seed` ([`StdRng`], so the same
 /// seed gives the same batches). The last batch may be smaller. `batch_size == 0` means one
@@ -32,11 +30,6 @@ impl BatchIter {
         }
         let batch_size = if batch_size == 0 { n.max(1) } else { batch_size };
         Self { order, batch_size, pos: 0 }
-    }
-
-    /// The batches over the samples of `data`.
-    pub fn over(data: &Dataset, batch_size: usize, shuffle_seed: Option<u64>) -> Self {
-        Self::new(data.len(), batch_size, shuffle_seed)
     }
 
     /// The epoch's sample order (all batches concatenated).

@@ -12,7 +12,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ops::{self, GroupAxis, gate_product, scale_groups};
+use crate::gates::GateSet;
+use crate::ops::{self, GroupAxis, scale_groups};
 use crate::params::{ParamRole, ParamStore};
 
 /// Which slices of a linear layer form the groups.
@@ -32,7 +33,7 @@ pub enum GateSite {
 #[serde(rename_all = "snake_case")]
 pub enum GateInit {
     /// `ω = W`, `γ = 1`: the weight moves freely; weight decay balances the factors over
-    /// time (at rate `4λ/D`, SPEC.md §2). Required for groups of a single weight.
+    /// time (at rate `4λ/D`, docs/METHOD.md). Required for groups of a single weight.
     #[default]
     Ones,
     /// The balanced factorization of `W` (`|γ| = ||ω_j||`): the gated objective equals the
@@ -40,8 +41,9 @@ pub enum GateInit {
     Balanced,
 }
 
-/// A linear layer whose weight may be D-gated. Holds its variables; the effective weight is
-/// formed in every forward pass so gradients reach `ω` and `γ`.
+/// A linear layer whose weight may be D-gated. Holds `ω` (and the bias) and, when it has a
+/// gate site, a handle to the [`GateSet`] of its groups; the effective weight is formed in
+/// every forward pass so gradients reach `ω` and `γ`.
 ///
 /// `Clone` is a handle copy, like candle's `Var`: clones share the variables (training one
 /// trains the other). [`GatedLinear::from_tensors`] always takes its own copy of the tensors it
@@ -54,17 +56,19 @@ pub struct GatedLinear {
     site: GateSite,
     weight: Var,
     bias: Option<Var>,
-    gates: Option<Var>,
+    gate: Option<GateSet>,
 }
 
 impl GatedLinear {
     /// A layer with uniform `U(−1/√in, 1/√in)` weights and biases (PyTorch's default
-    /// initialization), drawn from `rng`. `depth = Some(D)` factorizes the weight of
-    /// `site`'s groups with `D − 1` gates per group, all 1 (so `W = ω` at the start).
+    /// initialization), drawn from `rng`, with its own gate set over `site`'s groups (named
+    /// `{prefix}`, gate matrix `{prefix}.gates`). `depth = Some(D)` factorizes them with
+    /// `D − 1` gates per group: all 1 (`W = ω` at the start) for [`GateInit::Ones`], balanced
+    /// for [`GateInit::Balanced`].
     ///
-    /// Gates start at 1, not balanced: on the balanced manifold `|γ| = ||ω_j||`, so a group
-    /// of one weight cannot change sign without passing through the saddle at 0, where it
-    /// stays. With `γ = 1` the weight moves freely while weight decay balances the factors.
+    /// Gates start at 1 by default, not balanced: on the balanced manifold `|γ| = ||ω_j||`, so
+    /// a group of one weight cannot change sign without passing through the saddle at 0, where
+    /// it stays. With `γ = 1` the weight moves freely while weight decay balances the factors.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         prefix: impl Into<String>,
@@ -78,33 +82,24 @@ impl GatedLinear {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        if in_dim == 0 || out_dim == 0 {
-            return Err(Error::Config(format!("linear layer needs in, out >= 1, got {in_dim} -> {out_dim}")));
-        }
-        let bound = 1.0 / (in_dim as f64).sqrt();
-        let mut uniform = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-        let w = Tensor::from_vec(uniform(in_dim * out_dim), (out_dim, in_dim), device)?.to_dtype(dtype)?;
-        let b = if bias { Some(Tensor::from_vec(uniform(out_dim), out_dim, device)?.to_dtype(dtype)?) } else { None };
+        let prefix = prefix.into();
+        let (w, b) = init_uniform(&prefix, in_dim, out_dim, bias, rng, dtype, device)?;
         match (depth, init) {
-            (Some(depth), GateInit::Ones) => Self::from_tensors(prefix, w, b, site, None)?.with_unit_gates(depth),
+            (Some(depth), GateInit::Ones) => {
+                let mut layer = Self::from_tensors(prefix, w, b, site, None)?;
+                layer.gate = match layer.gate.take() {
+                    Some(g) => Some(g.with_unit_gates(depth, dtype, device)?),
+                    None => return Err(no_site(&layer.prefix)),
+                };
+                Ok(layer)
+            }
             (depth, _) => Self::from_tensors(prefix, w, b, site, depth),
         }
     }
 
-    /// Factorizes the current weight as `ω = W`, `γ = 1` (function-preserving).
-    fn with_unit_gates(mut self, depth: usize) -> Result<Self> {
-        dgating_core::config::check_depth(depth)?;
-        if self.site == GateSite::None {
-            return Err(Error::Config(format!("{}: a gated layer needs a gate site", self.prefix)));
-        }
-        let ones = Tensor::ones((self.num_groups(), depth - 1), self.weight.dtype(), self.weight.device())?;
-        self.gates = Some(Var::from_tensor(&ones)?);
-        Ok(self)
-    }
-
-    /// A layer from a dense weight `[out, in]` and bias. With `depth = Some(D)` the weight is
-    /// replaced by its *balanced* factorization (SPEC.md §2), which leaves the layer's
-    /// function unchanged.
+    /// A layer from a dense weight `[out, in]` and bias, with its own gate set over `site`'s
+    /// groups. With `depth = Some(D)` the weight is replaced by its *balanced* factorization
+    /// (docs/METHOD.md), which leaves the layer's function unchanged.
     pub fn from_tensors(
         prefix: impl Into<String>,
         weight: Tensor,
@@ -114,12 +109,66 @@ impl GatedLinear {
     ) -> Result<Self> {
         let prefix = prefix.into();
         let (out_dim, in_dim) = weight.dims2()?;
+        let layout = own_layout(&prefix, site, in_dim, out_dim, bias.is_some())?;
+        let mut gate = layout.map(|l| GateSet::new(prefix.clone(), format!("{prefix}.gates"), l));
+        if let Some(depth) = depth {
+            gate = match gate {
+                Some(g) => Some(g.with_unit_gates(depth, weight.dtype(), weight.device())?),
+                None => return Err(no_site(&prefix)),
+            };
+        }
+        let layer = Self::assemble(prefix, weight, bias, site, gate)?;
+        if depth.is_some() {
+            let mut store = ParamStore::new();
+            layer.register(&mut store)?;
+            layer.gate.as_ref().map(|g| g.balance(&store)).transpose()?;
+        }
+        Ok(layer)
+    }
+
+    /// A layer whose groups belong to `gate`, a set that may span other layers too (its
+    /// layout must list this layer's `site` slices under this layer's keys). The tensors are
+    /// copied.
+    pub fn with_gate_set(
+        prefix: impl Into<String>,
+        weight: Tensor,
+        bias: Option<Tensor>,
+        site: GateSite,
+        gate: GateSet,
+    ) -> Result<Self> {
+        let prefix = prefix.into();
+        let (out_dim, in_dim) = weight.dims2()?;
+        let own = own_layout(&prefix, site, in_dim, out_dim, bias.is_some())?.ok_or_else(|| no_site(&prefix))?;
+        for m in own.members() {
+            let found = gate.layout().members().iter().find(|g| g.name == m.name);
+            if found != Some(m) {
+                return Err(Error::Model {
+                    what: prefix.clone(),
+                    message: format!("gate set `{}` does not hold `{}` as {m:?}", gate.dim(), m.name),
+                });
+            }
+        }
+        Self::assemble(prefix, weight, bias, site, Some(gate))
+    }
+
+    fn assemble(
+        prefix: String,
+        weight: Tensor,
+        bias: Option<Tensor>,
+        site: GateSite,
+        gate: Option<GateSet>,
+    ) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
         if let Some(b) = &bias
             && b.dims() != [out_dim]
         {
-            return Err(Error::Config(format!("{prefix}: bias shape {:?} does not match {out_dim} outputs", b.dims())));
+            return Err(Error::Shape {
+                op: format!("{prefix}: bias"),
+                expected: vec![out_dim],
+                actual: b.dims().to_vec(),
+            });
         }
-        let mut layer = Self {
+        Ok(Self {
             prefix,
             in_dim,
             out_dim,
@@ -127,40 +176,8 @@ impl GatedLinear {
             // `Var::from_tensor` shares a tensor that already is a variable: copy first.
             weight: Var::from_tensor(&weight.copy()?)?,
             bias: bias.as_ref().map(|b| Var::from_tensor(&b.copy()?)).transpose()?,
-            gates: None,
-        };
-        if let Some(depth) = depth {
-            dgating_core::config::check_depth(depth)?;
-            if site == GateSite::None {
-                return Err(Error::Config(format!("{}: a gated layer needs a gate site", layer.prefix)));
-            }
-            layer.balance_from_dense(depth)?;
-        }
-        Ok(layer)
-    }
-
-    /// Replaces `(ω, b, γ)` by the balanced factorization of the current effective weight.
-    fn balance_from_dense(&mut self, depth: usize) -> Result<()> {
-        let layout = self.layout()?;
-        let dtype = self.weight.dtype();
-        let device = self.weight.device().clone();
-        let (w, b) = self.effective()?;
-        let mut bufs = vec![w.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?];
-        let with_bias = self.site == GateSite::Outputs && b.is_some();
-        if let (true, Some(b)) = (with_bias, &b) {
-            bufs.push(b.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        }
-        let f = dgating_core::balance(&layout, &dgating_core::as_slices(&bufs), depth)?;
-        let omega = Tensor::from_vec(f.omega[0].clone(), (self.out_dim, self.in_dim), &device)?.to_dtype(dtype)?;
-        self.weight = Var::from_tensor(&omega)?;
-        if with_bias {
-            let ob = Tensor::from_vec(f.omega[1].clone(), self.out_dim, &device)?.to_dtype(dtype)?;
-            self.bias = Some(Var::from_tensor(&ob)?);
-        }
-        let g =
-            Tensor::from_vec(f.gates.values().to_vec(), (layout.num_groups(), depth - 1), &device)?.to_dtype(dtype)?;
-        self.gates = Some(Var::from_tensor(&g)?);
-        Ok(())
+            gate,
+        })
     }
 
     /// Checkpoint key prefix, e.g. `layers.0`.
@@ -185,7 +202,7 @@ impl GatedLinear {
 
     /// `D` when factorized.
     pub fn depth(&self) -> Option<usize> {
-        self.gates.as_ref().map(|g| g.dims()[1] + 1)
+        self.gate.as_ref().and_then(GateSet::depth)
     }
 
     /// The stored weight: `ω` when gated, `W` otherwise.
@@ -200,47 +217,40 @@ impl GatedLinear {
 
     /// The `[J, D-1]` gate matrix when gated.
     pub fn gates_var(&self) -> Option<&Var> {
-        self.gates.as_ref()
+        self.gate.as_ref().and_then(GateSet::gates_var)
+    }
+
+    /// The gate set of the layer's groups (`None` without a gate site).
+    pub fn gate_set(&self) -> Option<&GateSet> {
+        self.gate.as_ref()
     }
 
     /// Number of groups (`0` without a gate site).
     pub fn num_groups(&self) -> usize {
-        match self.site {
-            GateSite::None => 0,
-            GateSite::Outputs => self.out_dim,
-            GateSite::Inputs => self.in_dim,
-        }
+        self.gate.as_ref().map_or(0, GateSet::num_groups)
     }
 
-    /// The group layout over this layer's *effective* `weight` (and `bias` for output
-    /// groups), with checkpoint names.
+    /// The layout of the layer's gate set (which may span other layers too).
     pub fn layout(&self) -> Result<GroupLayout> {
-        let w = format!("{}.weight", self.prefix);
-        let shape = [self.out_dim, self.in_dim];
-        Ok(match self.site {
-            GateSite::None => return Err(Error::Config(format!("{}: layer has no gate site", self.prefix))),
-            GateSite::Inputs => GroupLayout::new(self.in_dim, vec![GroupMember::new(w, shape, 1, 1)])?,
-            GateSite::Outputs => {
-                let mut members = vec![GroupMember::new(w, shape, 0, 1)];
-                if self.bias.is_some() {
-                    members.push(GroupMember::new(format!("{}.bias", self.prefix), [self.out_dim], 0, 1));
-                }
-                GroupLayout::new(self.out_dim, members)?
-            }
-        })
+        Ok(self.gate.as_ref().ok_or_else(|| no_site(&self.prefix))?.layout().clone())
     }
 
     /// The effective weight `[out, in]` and bias: `ω ⊙ Πγ` when gated.
     pub fn effective(&self) -> Result<(Tensor, Option<Tensor>)> {
         let w = self.weight.as_tensor();
         let b = self.bias.as_ref().map(|b| b.as_tensor().clone());
-        let Some(gates) = &self.gates else { return Ok((w.clone(), b)) };
-        let prod = gate_product(gates.as_tensor())?;
+        let Some(prod) = self.gate.as_ref().map(GateSet::product).transpose()?.flatten() else {
+            return Ok((w.clone(), b));
+        };
         Ok(match self.site {
             GateSite::Outputs => (scale_groups(w, &prod, GroupAxis::Rows)?, b.map(|b| b.mul(&prod)).transpose()?),
             GateSite::Inputs => (scale_groups(w, &prod, GroupAxis::Cols)?, b),
             GateSite::None => (w.clone(), b),
         })
+    }
+
+    fn product(&self) -> Result<Option<Tensor>> {
+        Ok(self.gate.as_ref().map(GateSet::product).transpose()?.flatten())
     }
 
     /// `x Wᵀ + b` for `x` of shape `[batch, in]`.
@@ -251,11 +261,10 @@ impl GatedLinear {
     /// comes out of the matmul backward with no weight-sized effective-weight node to
     /// accumulate, copy and rescale (docs/PERFORMANCE.md).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(gates) = &self.gates else {
-            return linear_forward(x, self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor), &self.prefix);
-        };
-        let prod = gate_product(gates.as_tensor())?;
         let (w, b) = (self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor));
+        let Some(prod) = self.product()? else {
+            return linear_forward(x, w, b, &self.prefix);
+        };
         match self.site {
             GateSite::Outputs => scale_groups(&linear_forward(x, w, b, &self.prefix)?, &prod, GroupAxis::Cols),
             GateSite::Inputs => {
@@ -271,14 +280,10 @@ impl GatedLinear {
     /// output groups.
     pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
         let (w, b) = (self.weight.as_tensor(), self.bias.as_ref().map(Var::as_tensor));
-        match (&self.gates, self.site) {
-            (Some(gates), GateSite::Outputs) => {
-                let prod = gate_product(gates.as_tensor())?;
-                ops::scale_cols_relu(&linear_forward(x, w, b, &self.prefix)?, &prod)
-            }
-            (Some(gates), GateSite::Inputs) => {
+        match (self.product()?, self.site) {
+            (Some(prod), GateSite::Outputs) => ops::scale_cols_relu(&linear_forward(x, w, b, &self.prefix)?, &prod),
+            (Some(prod), GateSite::Inputs) => {
                 check_input(x, self.in_dim, &self.prefix)?;
-                let prod = gate_product(gates.as_tensor())?;
                 ops::linear_relu(&scale_groups(x, &prod, GroupAxis::Cols)?, w, b, &self.prefix)
             }
             _ => {
@@ -288,59 +293,90 @@ impl GatedLinear {
         }
     }
 
-    /// Zeroes every group whose `keep[j]` is false, in place: its gates when gated, else its
-    /// weight slice (and bias entries for output groups). Kept groups are untouched, so the
-    /// result is exactly the masked model that compaction must reproduce.
+    /// Zeroes every group whose `keep[j]` is false, in place (see [`GateSet::drop_groups`]).
+    /// For a gate set that spans other layers without gate factors, use the gate set with the
+    /// model's parameters instead.
     pub fn drop_groups(&self, keep: &[bool]) -> Result<()> {
-        if keep.len() != self.num_groups() {
-            return Err(Error::Config(format!(
-                "{}: mask of {} for {} groups",
-                self.prefix,
-                keep.len(),
-                self.num_groups()
-            )));
-        }
-        let mask = |n: usize| -> Result<Tensor> {
-            let v: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
-            Ok(Tensor::from_vec(v, n, self.weight.device())?.to_dtype(self.weight.dtype())?)
-        };
-        let j = self.num_groups();
-        if let Some(g) = &self.gates {
-            return Ok(g.set(&g.as_tensor().broadcast_mul(&mask(j)?.unsqueeze(1)?)?)?);
-        }
-        let w = self.weight.as_tensor();
-        match self.site {
-            GateSite::Outputs => {
-                self.weight.set(&w.broadcast_mul(&mask(j)?.unsqueeze(1)?)?)?;
-                if let Some(b) = &self.bias {
-                    b.set(&b.as_tensor().mul(&mask(j)?)?)?;
-                }
-            }
-            GateSite::Inputs => self.weight.set(&w.broadcast_mul(&mask(j)?.unsqueeze(0)?)?)?,
-            GateSite::None => {}
-        }
-        Ok(())
+        let gate = self.gate.as_ref().ok_or_else(|| no_site(&self.prefix))?;
+        let mut store = ParamStore::new();
+        self.register(&mut store)?;
+        gate.drop_groups(&store, keep)
     }
 
-    /// Registers this layer's variables with their roles.
+    /// Registers this layer's variables with their roles, and its gate set's gate matrix unless
+    /// another layer of the set registered it already.
     pub fn register(&self, store: &mut ParamStore) -> Result<()> {
-        let gated = self.gates.is_some();
-        let w_role = if gated { ParamRole::Omega } else { ParamRole::Ungated };
-        store.push(format!("{}.weight", self.prefix), self.weight.clone(), w_role)?;
+        let role = |key: &str| self.gate.as_ref().map_or(ParamRole::Ungated, |g| g.role_of(key));
+        let w_key = format!("{}.weight", self.prefix);
+        store.push(w_key.clone(), self.weight.clone(), role(&w_key))?;
         if let Some(b) = &self.bias {
-            let role = if gated && self.site == GateSite::Outputs { ParamRole::Omega } else { ParamRole::Ungated };
-            store.push(format!("{}.bias", self.prefix), b.clone(), role)?;
+            let b_key = format!("{}.bias", self.prefix);
+            store.push(b_key.clone(), b.clone(), role(&b_key))?;
         }
-        if let Some(g) = &self.gates {
-            store.push(format!("{}.gates", self.prefix), g.clone(), ParamRole::Gate)?;
+        if let Some(g) = &self.gate
+            && store.get(g.key()).is_none()
+        {
+            g.register(store)?;
         }
         Ok(())
     }
 }
 
+/// The layout of a layer's own groups: rows (and bias entries) for output groups, columns for
+/// input groups; `None` without a gate site.
+pub fn own_layout(
+    prefix: &str,
+    site: GateSite,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<Option<GroupLayout>> {
+    let w = format!("{prefix}.weight");
+    let shape = [out_dim, in_dim];
+    Ok(match site {
+        GateSite::None => None,
+        GateSite::Inputs => Some(GroupLayout::new(in_dim, vec![GroupMember::new(w, shape, 1, 1)])?),
+        GateSite::Outputs => {
+            let mut members = vec![GroupMember::new(w, shape, 0, 1)];
+            if bias {
+                members.push(GroupMember::new(format!("{prefix}.bias"), [out_dim], 0, 1));
+            }
+            Some(GroupLayout::new(out_dim, members)?)
+        }
+    })
+}
+
+/// PyTorch's default initialization `U(−1/√in, 1/√in)` of a `[out, in]` weight and its bias.
+#[allow(clippy::too_many_arguments)]
+pub fn init_uniform(
+    prefix: &str,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    rng: &mut StdRng,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>)> {
+    if in_dim == 0 || out_dim == 0 {
+        return Err(Error::Model {
+            what: prefix.to_string(),
+            message: format!("a linear layer needs in, out >= 1, got {in_dim} -> {out_dim}"),
+        });
+    }
+    let bound = 1.0 / (in_dim as f64).sqrt();
+    let mut uniform = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let w = Tensor::from_vec(uniform(in_dim * out_dim), (out_dim, in_dim), device)?.to_dtype(dtype)?;
+    let b = if bias { Some(Tensor::from_vec(uniform(out_dim), out_dim, device)?.to_dtype(dtype)?) } else { None };
+    Ok((w, b))
+}
+
+fn no_site(prefix: &str) -> Error {
+    Error::Model { what: prefix.to_string(), message: "the layer has no gate site".into() }
+}
+
 fn check_input(x: &Tensor, in_dim: usize, name: &str) -> Result<()> {
     if x.rank() != 2 || x.dim(D::Minus1)? != in_dim {
-        return Err(Error::Config(format!("{name}: expected input [batch, {in_dim}], got {:?}", x.dims())));
+        return Err(Error::Input { op: name.to_string(), expected: in_dim, actual: x.dims().to_vec() });
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Layers: thin wrappers around a dense kernel and, when gated, a gate set.
+//! Layers: thin wrappers around a dense kernel and, when they have groups, a handle to the
+//! [`GateSet`](crate::GateSet) those groups belong to.
 
 pub mod linear;
 

@@ -1,15 +1,22 @@
 //! [`Mlp`]: a ReLU multi-layer perceptron whose input features and/or hidden neurons are
 //! the groups; linear and logistic models are the zero-hidden-layer case.
 
+use std::collections::BTreeMap;
+
 use candle_core::{DType, Device, Tensor};
+use dgating_core::{Dim, Slice};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::gates::GateSet;
+use crate::layers::linear::init_uniform;
 use crate::layers::{GateInit, GateSite, GatedLinear};
-use crate::model::Model;
+use crate::model::{Architecture, INPUTS, Model, OUTPUTS};
+use crate::ops;
 use crate::params::ParamStore;
+use crate::tensor_util::cpu_f32;
 
 /// The architecture of an [`Mlp`]: enough to rebuild it at any sizes (stored in
 /// `config.json`).
@@ -92,6 +99,70 @@ impl MlpConfig {
             GateSite::None
         }
     }
+
+    /// The tensor key of layer `l`'s `part` (`weight`, `bias`, `gates`): `layers.{l}.{part}`.
+    pub fn key(l: usize, part: &str) -> String {
+        format!("layers.{l}.{part}")
+    }
+
+    /// The dim layer `l`'s groups belong to, if it has a gate site.
+    fn site_dim(&self, l: usize) -> Option<String> {
+        match self.site(l) {
+            GateSite::Inputs => Some(INPUTS.into()),
+            GateSite::Outputs => Some(format!("hidden.{l}")),
+            GateSite::None => None,
+        }
+    }
+
+    /// `inputs` (columns of layer 0), `hidden.{i}` (rows and bias entries of layer `i`, columns
+    /// of layer `i + 1`) and `outputs`.
+    pub(crate) fn dims(&self) -> Vec<Dim> {
+        let w = self.widths();
+        let n = w.len() - 1;
+        let weight = |l: usize| (Self::key(l, "weight"), vec![w[l + 1], w[l]]);
+        let mut dims = Vec::with_capacity(n + 1);
+        let (k0, s0) = weight(0);
+        dims.push(Dim::new(INPUTS, w[0], true, vec![Slice::new(k0, s0, 1, self.group_inputs)]));
+        for l in 0..n {
+            let (k, s) = weight(l);
+            let group = l + 1 < n && self.group_hidden;
+            let mut slices = vec![Slice::new(k, s, 0, group), Slice::new(Self::key(l, "bias"), [w[l + 1]], 0, group)];
+            if l + 1 < n {
+                let (kn, sn) = weight(l + 1);
+                slices.push(Slice::new(kn, sn, 1, false));
+                dims.push(Dim::new(format!("hidden.{l}"), w[l + 1], true, slices));
+            } else {
+                dims.push(Dim::new(OUTPUTS, w[l + 1], false, slices));
+            }
+        }
+        dims
+    }
+
+    /// The config with each dim's size from `size(name)`.
+    pub(crate) fn resized(&self, size: impl Fn(&str) -> usize) -> Self {
+        Self {
+            input_dim: size(INPUTS),
+            hidden: (0..self.hidden.len()).map(|l| size(&format!("hidden.{l}"))).collect(),
+            output_dim: size(OUTPUTS),
+            ..self.clone()
+        }
+    }
+
+    /// `Σ_l 2·in_l·out_l`.
+    pub(crate) fn flops_per_sample(&self) -> usize {
+        self.widths().windows(2).map(|w| 2 * w[0] * w[1]).sum()
+    }
+
+    /// The gate set of layer `l`'s groups (no factors), if it has a gate site.
+    fn gate_set(&self, l: usize) -> Result<Option<GateSet>> {
+        let Some(dim) = self.site_dim(l) else { return Ok(None) };
+        let dims = self.dims();
+        let d = dims
+            .iter()
+            .find(|d| d.name == dim)
+            .ok_or_else(|| Error::Model { what: "mlp".into(), message: format!("no dim `{dim}`") })?;
+        Ok(d.group_layout()?.map(|layout| GateSet::new(dim, Self::key(l, "gates"), layout)))
+    }
 }
 
 /// A ReLU MLP of [`GatedLinear`] layers named `layers.{l}`. `Clone` shares the variables
@@ -122,27 +193,52 @@ impl Mlp {
         config.check()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let widths = config.widths();
-        let layers = widths
-            .windows(2)
-            .enumerate()
-            .map(|(l, w)| {
-                let site = config.site(l);
-                let d = if site == GateSite::None { None } else { depth };
-                GatedLinear::new(format!("layers.{l}"), w[0], w[1], true, site, d, init, &mut rng, dtype, device)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut layers = Vec::with_capacity(widths.len() - 1);
+        for (l, w) in widths.windows(2).enumerate() {
+            let prefix = format!("layers.{l}");
+            let (weight, bias) = init_uniform(&prefix, w[0], w[1], true, &mut rng, dtype, device)?;
+            let layer = match config.gate_set(l)? {
+                None => GatedLinear::from_tensors(prefix, weight, bias, GateSite::None, None)?,
+                Some(set) => {
+                    let set = match depth {
+                        Some(d) => set.with_unit_gates(d, dtype, device)?,
+                        None => set,
+                    };
+                    let layer = GatedLinear::with_gate_set(prefix, weight, bias, config.site(l), set)?;
+                    if let (Some(_), GateInit::Balanced, Some(set)) = (depth, init, layer.gate_set()) {
+                        let mut store = ParamStore::new();
+                        layer.register(&mut store)?;
+                        set.balance(&store)?;
+                    }
+                    layer
+                }
+            };
+            layers.push(layer);
+        }
         Ok(Self { config, layers })
     }
 
-    /// Builds the model from given layers (e.g. loaded from a checkpoint).
-    pub fn from_layers(config: MlpConfig, layers: Vec<GatedLinear>) -> Result<Self> {
+    /// The ungated model with the given tensors (`layers.{l}.weight`, `layers.{l}.bias`;
+    /// copied), gate sets without factors where the config has groups.
+    pub fn from_tensors(config: MlpConfig, tensors: &BTreeMap<String, Tensor>) -> Result<Self> {
         config.check()?;
-        let widths = config.widths();
-        if layers.len() + 1 != widths.len()
-            || layers.iter().zip(widths.windows(2)).any(|(l, w)| l.in_dim() != w[0] || l.out_dim() != w[1])
-        {
-            return Err(Error::Config(format!("layers do not match the architecture {widths:?}")));
-        }
+        let n = config.widths().len() - 1;
+        let get = |key: String| {
+            tensors
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| Error::Model { what: "mlp".into(), message: format!("missing tensor `{key}`") })
+        };
+        let layers = (0..n)
+            .map(|l| {
+                let (w, b) = (get(MlpConfig::key(l, "weight"))?, get(MlpConfig::key(l, "bias"))?);
+                let prefix = format!("layers.{l}");
+                match config.gate_set(l)? {
+                    Some(set) => GatedLinear::with_gate_set(prefix, w, Some(b), config.site(l), set),
+                    None => GatedLinear::from_tensors(prefix, w, Some(b), GateSite::None, None),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self { config, layers })
     }
 
@@ -154,6 +250,46 @@ impl Mlp {
     /// The layers.
     pub fn layers(&self) -> &[GatedLinear] {
         &self.layers
+    }
+
+    /// [`Model::infer`] on plain `f32` buffers borrowed from CPU tensors: the kernels of
+    /// `ops::linear_relu` / `ops::linear` without a candle op per layer (the per-op cost
+    /// dominates tiny compacted layers at batch 1; docs/PERFORMANCE.md). `None` when a layer is
+    /// gated or `x` or a weight is not a contiguous CPU `f32` tensor.
+    fn infer_f32(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        if self.layers.iter().any(|l| l.depth().is_some()) || x.rank() != 2 {
+            return Ok(None);
+        }
+        let (xs, xl) = x.storage_and_layout();
+        let guards: Vec<_> = self
+            .layers
+            .iter()
+            .map(|l| (l.weight_var().as_tensor().storage_and_layout(), l.bias_var().map(|b| b.storage_and_layout())))
+            .collect();
+        let Some(input) = cpu_f32(&xs, xl) else { return Ok(None) };
+        let mut weights = Vec::with_capacity(guards.len());
+        for ((ws, wl), b) in &guards {
+            let Some(w) = cpu_f32(ws, wl) else { return Ok(None) };
+            let b = match b {
+                Some((bs, bl)) => match cpu_f32(bs, bl) {
+                    Some(b) => Some(b),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            weights.push((w, b));
+        }
+        let widths = self.config.widths();
+        if x.dim(1)? != widths[0] {
+            return Err(Error::Input { op: "mlp".into(), expected: widths[0], actual: x.dims().to_vec() });
+        }
+        let last = weights.len() - 1;
+        let mut h: Option<Vec<f32>> = None;
+        for (l, (w, b)) in weights.into_iter().enumerate() {
+            let inp = h.as_deref().unwrap_or(input);
+            h = Some(ops::linear_forward_f32(inp, w, b, (widths[l], widths[l + 1]), l < last)?);
+        }
+        Ok(Some(Tensor::from_vec(h.unwrap_or_default(), (x.dim(0)?, widths[last + 1]), x.device())?))
     }
 }
 
@@ -167,6 +303,13 @@ impl Model for Mlp {
         Ok(h)
     }
 
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        match self.infer_f32(x)? {
+            Some(y) => Ok(y),
+            None => self.forward(x),
+        }
+    }
+
     fn params(&self) -> Result<ParamStore> {
         let mut store = ParamStore::new();
         for layer in &self.layers {
@@ -175,7 +318,11 @@ impl Model for Mlp {
         Ok(store)
     }
 
-    fn group_layers(&self) -> Vec<&GatedLinear> {
-        self.layers.iter().filter(|l| l.site() != GateSite::None).collect()
+    fn gate_sets(&self) -> Vec<GateSet> {
+        self.layers.iter().filter_map(|l| l.gate_set().cloned()).collect()
+    }
+
+    fn architecture(&self) -> Architecture {
+        Architecture::Mlp(self.config.clone())
     }
 }

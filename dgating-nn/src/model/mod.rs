@@ -1,21 +1,65 @@
-//! Models and the interface the training engine needs from them.
+//! Models, the interface every part of the workspace needs from them, and [`Architecture`]:
+//! the serde description a model is rebuilt from at any sizes.
+//!
+//! A model adds its forward, its [`Structure`] (what can shrink and which tensor slices go with
+//! it) and one tensor-key helper. Everything else — metrics, prox, magnitude masks, the direct
+//! penalty, pruning, compaction, export — works on [`GateSet`]s, the structure and tensors by
+//! key ([`effective_tensors`]), never on a model type.
 
+pub mod arch;
 pub mod mlp;
+pub mod residual;
+
+use std::collections::BTreeMap;
 
 use candle_core::Tensor;
+use dgating_core::Structure;
 
 use crate::error::Result;
-use crate::layers::GatedLinear;
-use crate::params::ParamStore;
+use crate::gates::{GateSet, scale_member};
+use crate::params::{ParamRole, ParamStore};
 
+pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
 pub use mlp::{Mlp, MlpConfig};
+pub use residual::{ResidualMlp, ResidualMlpConfig};
 
-/// What the training engine needs from a model.
+/// What the training engine, metrics and pruning need from a model.
 pub trait Model {
     /// Logits (classification) or predictions `[batch, outputs]` for `x` of `[batch, inputs]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// The same function for inference (no gradient needed). Models may take a faster path
+    /// (the dense MLP runs its layers on plain buffers); the default is [`Model::forward`].
+    fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x)
+    }
     /// All trainable variables with their roles.
     fn params(&self) -> Result<ParamStore>;
-    /// The layers that carry structured groups (gated or not), in order.
-    fn group_layers(&self) -> Vec<&GatedLinear>;
+    /// The gate sets (at most one per dim), in structure order; `Clone`s share the variables.
+    fn gate_sets(&self) -> Vec<GateSet>;
+    /// The architecture at the model's current sizes.
+    fn architecture(&self) -> Architecture;
+    /// What can shrink, and every tensor slice coupled to it.
+    fn structure(&self) -> Result<Structure> {
+        self.architecture().structure()
+    }
+}
+
+/// Every tensor of the function `model` computes, by key: the ungated variables as they are,
+/// gate-set members as `ω ⊙ Πγ`. Detached copies (own storage, never aliasing the model).
+pub fn effective_tensors<M: Model + ?Sized>(model: &M) -> Result<BTreeMap<String, Tensor>> {
+    let store = model.params()?;
+    let mut out: BTreeMap<String, Tensor> = store
+        .iter()
+        .filter(|p| p.role != ParamRole::Gate)
+        .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+        .collect();
+    for set in model.gate_sets() {
+        let Some(prod) = set.product()? else { continue };
+        for m in set.layout().members() {
+            if let Some(t) = out.get_mut(&m.name) {
+                *t = scale_member(t, &prod, m)?;
+            }
+        }
+    }
+    out.into_iter().map(|(k, t)| Ok((k, t.copy()?.detach()))).collect()
 }

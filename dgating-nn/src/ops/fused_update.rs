@@ -2,7 +2,7 @@
 //!
 //! A tensor-op SGD-momentum step with weight decay makes six weight-sized temporaries per
 //! parameter (`θ·wd`, `g + ·`, `v·μ`, `· + g`, `v·lr`, `θ − ·`); these ops write the momentum
-//! buffer and the parameter in place instead (CANDLE-NOTES.md item 5). `Optimizer` keeps the
+//! buffer and the parameter in place instead (docs/PERFORMANCE.md, "candle 0.11 facts"). `Optimizer` keeps the
 //! tensor-op version as its reference and tests that both agree.
 
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor};

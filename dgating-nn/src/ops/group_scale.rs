@@ -5,7 +5,7 @@
 //! This is the gate composition `W = ω ⊙ Πγ` of a gated linear layer. Written with candle's
 //! `broadcast_mul`, forward and backward go through strided broadcast kernels and a
 //! reduction over a broadcast axis (several weight-sized temporaries and, for column groups,
-//! a slow non-trailing reduction); see CANDLE-NOTES.md. The fused op reads `w` once
+//! a slow non-trailing reduction); see docs/PERFORMANCE.md ("candle 0.11 facts"). The fused op reads `w` once
 //! forward and `grad`, `w` once each backward.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
@@ -221,11 +221,6 @@ pub fn scale_groups_reference(w: &Tensor, s: &Tensor, axis: GroupAxis) -> Result
         GroupAxis::Rows => w.broadcast_mul(&s.unsqueeze(1)?)?,
         GroupAxis::Cols => w.broadcast_mul(&s.unsqueeze(0)?)?,
     })
-}
-
-/// `Σ a_g · b_g` for every row or column group (no gradient), fused on CPU.
-pub fn group_dot(a: &Tensor, b: &Tensor, axis: GroupAxis) -> Result<Tensor> {
-    Ok(a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &GroupDot(axis))?)
 }
 
 #[cfg(test)]

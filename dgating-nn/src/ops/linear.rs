@@ -1,7 +1,7 @@
 //! `linear(x, w, b) = x wᵀ + b` and `relu(x)` as single ops whose backward does only the work
 //! a training step needs.
 //!
-//! Written as `x.matmul(&w.t()).broadcast_add(b)`, candle's backward (CANDLE-NOTES.md)
+//! Written as `x.matmul(&w.t()).broadcast_add(b)`, candle's backward (docs/PERFORMANCE.md, "candle 0.11 facts")
 //! * computes the input gradient `dy · w` even when `x` is the data batch — on the first layer
 //!   of an MLP that is as much arithmetic as the weight gradient, thrown away;
 //! * produces `dW` as the transpose of `xᵀ dy`, a strided view that is copied before the
@@ -407,7 +407,7 @@ fn linear_op(x: &Tensor, w: &Tensor, b: Option<&Tensor>, name: &str, relu: bool)
     if let Some(b) = b
         && b.dims() != [out]
     {
-        return Err(Error::Config(format!("{name}: bias shape {:?} does not match {out} outputs", b.dims())));
+        return Err(Error::Shape { op: format!("{name}: bias"), expected: vec![out], actual: b.dims().to_vec() });
     }
     if !fused(x) || w.dtype() != x.dtype() {
         let y = linear_reference(x, w, b)?;
@@ -434,12 +434,15 @@ pub fn linear_forward_f32(
     relu: bool,
 ) -> Result<Vec<f32>> {
     if inp == 0 || !x.len().is_multiple_of(inp) || w.len() != out * inp || b.is_some_and(|b| b.len() != out) {
-        return Err(Error::Config(format!(
-            "linear: buffers of {}, {} and {:?} elements do not fit {inp} -> {out}",
-            x.len(),
-            w.len(),
-            b.map(<[f32]>::len)
-        )));
+        return Err(Error::Model {
+            what: "linear (f32 buffers)".into(),
+            message: format!(
+                "buffers of {}, {} and {:?} elements do not fit {inp} -> {out}",
+                x.len(),
+                w.len(),
+                b.map(<[f32]>::len)
+            ),
+        });
     }
     let mut y = linear_f32(x, w, b, (x.len() / inp, inp, out))?;
     if relu {
@@ -449,7 +452,7 @@ pub fn linear_forward_f32(
 }
 
 fn shape_error(name: &str, x: &Tensor, w: &Tensor) -> Error {
-    Error::Config(format!("{name}: expected input [batch, {}], got {:?}", w.dims().get(1).unwrap_or(&0), x.dims()))
+    Error::Input { op: name.to_string(), expected: *w.dims().get(1).unwrap_or(&0), actual: x.dims().to_vec() }
 }
 
 /// The composite reference of [`linear`]: `x.matmul(wᵀ).broadcast_add(b)`.

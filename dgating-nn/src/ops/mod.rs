@@ -9,5 +9,5 @@ mod small_linear;
 mod storage;
 
 pub use gate_product::{gate_product, gate_product_reference};
-pub use group_scale::{GroupAxis, group_dot, scale_cols_relu, scale_groups, scale_groups_reference};
+pub use group_scale::{GroupAxis, scale_cols_relu, scale_groups, scale_groups_reference};
 pub use linear::{linear, linear_forward_f32, linear_reference, linear_relu, relu};

@@ -8,7 +8,7 @@
 //!
 //! * **SGD** (the reference): *coupled* L2, `g ← g + wd·θ`, then `v ← μ v + g`,
 //!   `θ ← θ − η v` (PyTorch's convention). This is gradient descent on the gated objective
-//!   (SPEC.md eq. G), so every equivalence holds: its stationary points are those of the
+//!   (docs/METHOD.md eq. G), so every equivalence holds: its stationary points are those of the
 //!   penalized problem, and with `μ = 0` the imbalance obeys `Δ⁺ = (1 − 2ηλ/D)²Δ + O(η²)`.
 //!   With momentum the fixed points are the same; the imbalance decays but not by that
 //!   exact factor per step.
@@ -255,12 +255,11 @@ impl Optimizer {
             for (suffix, dst) in [("m", &mut s.first), ("v", &mut s.second)] {
                 if let Some(t) = tensors.remove(&format!("{}.{suffix}", s.name)) {
                     if t.dims() != s.var.dims() {
-                        return Err(Error::Config(format!(
-                            "optimizer state `{}.{suffix}` has shape {:?}, parameter has {:?}",
-                            s.name,
-                            t.dims(),
-                            s.var.dims()
-                        )));
+                        return Err(Error::Shape {
+                            op: format!("optimizer state `{}.{suffix}`", s.name),
+                            expected: s.var.dims().to_vec(),
+                            actual: t.dims().to_vec(),
+                        });
                     }
                     // A private copy: the fused updates write these buffers in place.
                     *dst = Some(t.to_dtype(s.var.dtype())?.copy()?);
@@ -268,7 +267,7 @@ impl Optimizer {
             }
         }
         if let Some(name) = tensors.keys().next() {
-            return Err(Error::Config(format!("unknown optimizer state tensor `{name}`")));
+            return Err(Error::Model { what: "optimizer state".into(), message: format!("unknown tensor `{name}`") });
         }
         self.steps = steps;
         Ok(())

@@ -33,7 +33,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// file is removed if `write` fails.
 pub fn atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::Config(format!("{} is not a file path", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
     let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     if let Err(e) = write(&tmp) {
         let _ = std::fs::remove_file(&tmp);

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::layers::GateInit;
 use crate::optim::{OptimizerKind, Schedule, Warmup};
 
-/// How the group structure is trained (SPEC.md §2, §4).
+/// How the group structure is trained (docs/METHOD.md §2, §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -90,6 +90,31 @@ pub struct TrainConfig {
     /// [`crate::train::plan`] resolves it into `schedule` once the data size is known.
     #[serde(default)]
     pub warmup: Option<Warmup>,
+    /// Where the model and the data live (CPU unless configured; CUDA needs the `cuda`
+    /// feature).
+    #[serde(default)]
+    pub device: DeviceSpec,
+}
+
+/// The device a run computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSpec {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// CUDA device `n` (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    /// The candle device; an error when CUDA is asked for but not built in or not present.
+    pub fn device(self) -> Result<candle_core::Device> {
+        Ok(match self {
+            Self::Cpu => candle_core::Device::Cpu,
+            Self::Cuda(n) => candle_core::Device::new_cuda(n)?,
+        })
+    }
 }
 
 impl TrainConfig {
@@ -112,6 +137,7 @@ impl TrainConfig {
             finetune_epochs: 5,
             seed: 0,
             gate_init: GateInit::Ones,
+            device: DeviceSpec::Cpu,
             warmup: None,
         }
     }

@@ -7,13 +7,12 @@ use dgating_core::{Threshold, prox_groups};
 
 use crate::data::{Dataset, Targets, batch_indices};
 use crate::error::{Error, Result};
-use crate::layers::{GateSite, GatedLinear};
 use crate::loss::{correct, cross_entropy, half_mse, one_hot};
 use crate::model::Model;
 use crate::optim::Optimizer;
-use crate::tensor_util::{from_f64, to_f64_vec};
+use crate::tensor_util::to_f64_vec;
 use crate::train::config::{Mode, TrainConfig};
-use crate::train::metrics::{EpochMetrics, effective_buffers, group_stats};
+use crate::train::metrics::{EpochMetrics, group_stats};
 
 /// A data set as tensors on the training device.
 #[derive(Debug, Clone)]
@@ -52,10 +51,11 @@ impl TensorData {
         if let Some((labels, classes)) = &self.labels {
             let ys: Vec<u32> = idx.iter().map(|&i| labels[i]).collect();
             if out.dim(1)? != *classes {
-                return Err(Error::Config(format!(
-                    "the model has {} outputs but the data has {classes} classes",
-                    out.dim(1)?
-                )));
+                return Err(Error::Shape {
+                    op: "loss: model outputs vs data classes".into(),
+                    expected: vec![idx.len(), *classes],
+                    actual: out.dims().to_vec(),
+                });
             }
             let oh = one_hot(&ys, *classes, out.dtype(), out.device())?;
             Ok((cross_entropy(out, &oh)?, Some(correct(out, &ys)?)))
@@ -69,8 +69,16 @@ impl TensorData {
             let ids = Tensor::from_vec(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), idx.len(), v.device())?;
             Ok((half_mse(out, &v.index_select(&ids, 0)?)?, None))
         } else {
-            Err(Error::Config("data set has no targets".into()))
+            Err(Error::data("evaluation data", "the data set has no targets"))
         }
+    }
+
+    /// The same rows with only the feature columns `features` (ascending original indices), e.g.
+    /// the inputs a compacted model kept.
+    pub fn select_features(&self, features: &[usize]) -> Result<Self> {
+        let ids =
+            Tensor::from_vec(features.iter().map(|&i| i as u32).collect::<Vec<_>>(), features.len(), self.x.device())?;
+        Ok(Self { x: self.x.index_select(&ids, 1)?, labels: self.labels.clone(), values: self.values.clone() })
     }
 
     fn rows(&self, idx: &[usize]) -> Result<Tensor> {
@@ -108,8 +116,8 @@ impl<'m, M: Model> Trainer<'m, M> {
     /// A trainer at epoch 0. The model must be gated iff the mode is `dgating`.
     pub fn new(model: &'m M, config: TrainConfig) -> Result<Self> {
         config.check()?;
-        let layers = model.group_layers();
-        let gated = layers.iter().any(|l| l.depth().is_some());
+        let sets = model.gate_sets();
+        let gated = sets.iter().any(|s| s.depth().is_some());
         if (config.mode == Mode::Dgating) != gated {
             return Err(Error::Config(format!(
                 "mode `{}` needs a {} model",
@@ -117,8 +125,8 @@ impl<'m, M: Model> Trainer<'m, M> {
                 if gated { "plain" } else { "gated" }
             )));
         }
-        if config.mode != Mode::Dense && layers.is_empty() {
-            return Err(Error::Config(format!("mode `{}` needs a model with group layers", config.mode.name())));
+        if config.mode != Mode::Dense && sets.is_empty() {
+            return Err(Error::Config(format!("mode `{}` needs a model with groups (gate sets)", config.mode.name())));
         }
         let gate_wd = if config.mode == Mode::Dgating { config.gate.weight_decay() } else { 0.0 };
         let optimizer = Optimizer::new(config.optimizer, &model.params()?, gate_wd, config.ungated_weight_decay)?;
@@ -241,66 +249,43 @@ impl<'m, M: Model> Trainer<'m, M> {
         Ok(())
     }
 
-    /// `λ Σ_j (||w_j||² + ε²)^(1/D)` over all group layers, as a differentiable tensor.
+    /// `λ Σ_j (||w_j||² + ε²)^(1/D)` over all gate sets, as a differentiable tensor.
     fn direct_penalty(&self) -> Result<Tensor> {
         let cfg = &self.config;
         let eps2 = cfg.direct_epsilon * cfg.direct_epsilon;
+        let store = self.model.params()?;
         let mut total: Option<Tensor> = None;
-        for layer in self.model.group_layers() {
-            let (w, b) = layer.effective()?;
-            let sq = match layer.site() {
-                GateSite::Inputs => w.sqr()?.sum(0)?,
-                _ => {
-                    let rows = w.sqr()?.sum(1)?;
-                    match b {
-                        Some(b) => (rows + b.sqr()?)?,
-                        None => rows,
-                    }
-                }
-            };
-            let term = (sq + eps2)?.powf(1.0 / cfg.gate.depth() as f64)?.sum_all()?;
+        for set in self.model.gate_sets() {
+            let term = (set.group_sq_norms(&store)? + eps2)?.powf(1.0 / cfg.gate.depth() as f64)?.sum_all()?;
             total = Some(match total {
                 Some(t) => (t + term)?,
                 None => term,
             });
         }
-        let total = total.ok_or_else(|| Error::Config("direct mode needs group layers".into()))?;
+        let total = total.ok_or_else(|| Error::Config("direct mode needs a model with groups".into()))?;
         Ok((total * cfg.gate.lambda())?)
     }
 
-    /// Writes member buffers (layout order: weight, then bias for output groups) back into a
-    /// plain layer's variables.
-    fn set_layer_buffers(layer: &GatedLinear, bufs: Vec<Vec<f64>>) -> Result<()> {
-        let mut bufs = bufs.into_iter();
-        let w = layer.weight_var();
-        if let Some(buf) = bufs.next() {
-            w.set(&from_f64(buf, w.dims(), w.dtype(), w.device())?)?;
-        }
-        if let (Some(b), Some(buf)) = (layer.bias_var(), bufs.next()) {
-            b.set(&from_f64(buf, b.dims(), b.dtype(), b.device())?)?;
-        }
-        Ok(())
-    }
-
-    /// The group prox with `t = lr·λ` on every group layer (dgating-core's `prox_groups`).
+    /// The group prox with `t = lr·λ` on every gate set (dgating-core's `prox_groups`).
     fn apply_prox(&self, lr: f64) -> Result<()> {
         let t = lr * self.config.gate.lambda();
-        for layer in self.model.group_layers() {
-            let (layout, bufs) = effective_buffers(layer)?;
-            let shrunk = prox_groups(&layout, &dgating_core::as_slices(&bufs), t, self.config.gate.depth())?;
-            Self::set_layer_buffers(layer, shrunk)?;
+        let store = self.model.params()?;
+        for set in self.model.gate_sets() {
+            let bufs = set.effective_buffers(&store)?;
+            let shrunk = prox_groups(set.layout(), &dgating_core::as_slices(&bufs), t, self.config.gate.depth())?;
+            set.set_omega(&store, shrunk)?;
         }
         Ok(())
     }
 
-    /// Keeps the largest `(1 − target_sparsity)` fraction of groups of each layer.
+    /// Keeps the largest `(1 − target_sparsity)` fraction of groups of each gate set.
     fn magnitude_masks(&self) -> Result<Vec<Vec<bool>>> {
+        let store = self.model.params()?;
         self.model
-            .group_layers()
+            .gate_sets()
             .iter()
-            .map(|layer| {
-                let (layout, bufs) = effective_buffers(layer)?;
-                let norms = layout.group_norms(&dgating_core::as_slices(&bufs))?;
+            .map(|set| {
+                let norms = set.group_norms(&store)?;
                 let remove = ((norms.len() as f64) * self.config.target_sparsity).floor() as usize;
                 let remove = remove.min(norms.len() - 1);
                 let mut order: Vec<usize> = (0..norms.len()).collect();
@@ -316,8 +301,9 @@ impl<'m, M: Model> Trainer<'m, M> {
 
     fn apply_masks(&self) -> Result<()> {
         if let Some(masks) = &self.masks {
-            for (layer, mask) in self.model.group_layers().into_iter().zip(masks) {
-                layer.drop_groups(mask)?;
+            let store = self.model.params()?;
+            for (set, mask) in self.model.gate_sets().iter().zip(masks) {
+                set.drop_groups(&store, mask)?;
             }
         }
         Ok(())
@@ -327,9 +313,8 @@ impl<'m, M: Model> Trainer<'m, M> {
     pub fn evaluate(&self, epoch: usize, train_loss: f64, val: &TensorData, lr: f64) -> Result<EpochMetrics> {
         let scores = score(self.model, val)?;
         let (val_loss, accuracy) = (scores.loss, scores.accuracy);
-        let layers = self.model.group_layers();
         let threshold: Threshold = self.config.threshold;
-        let stats = group_stats(&layers, &threshold, self.config.gate.depth())?;
+        let stats = group_stats(&self.model.gate_sets(), &self.model.params()?, &threshold, self.config.gate.depth())?;
         let active_per_layer: Vec<usize> = stats.masks.iter().map(|m| m.iter().filter(|&&k| k).count()).collect();
         Ok(EpochMetrics {
             epoch,
@@ -352,8 +337,9 @@ impl<'m, M: Model> Trainer<'m, M> {
     }
 }
 
-/// Mean loss and (for classification) accuracy of `model` on `data`, in chunks of 1024 rows.
-pub fn evaluate<M: Model>(model: &M, data: &TensorData) -> Result<(f64, Option<f64>)> {
+/// Mean loss and (for classification) accuracy of `model` on `data`, in chunks of 1024 rows
+/// ([`Model::infer`]).
+pub fn evaluate<M: Model + ?Sized>(model: &M, data: &TensorData) -> Result<(f64, Option<f64>)> {
     let s = score(model, data)?;
     Ok((s.loss, s.accuracy))
 }
@@ -375,17 +361,17 @@ pub struct Scores {
     pub r2: Option<f64>,
 }
 
-/// [`Scores`] of `model` on `data`, in chunks of 1024 rows.
-pub fn score<M: Model>(model: &M, data: &TensorData) -> Result<Scores> {
+/// [`Scores`] of `model` on `data`, in chunks of 1024 rows ([`Model::infer`]).
+pub fn score<M: Model + ?Sized>(model: &M, data: &TensorData) -> Result<Scores> {
     let n = data.len();
     if n == 0 {
-        return Err(Error::Config("evaluation set is empty".into()));
+        return Err(Error::data("evaluation data", "the evaluation set is empty"));
     }
     let (mut loss, mut correct_total) = (0.0, 0usize);
     let mut preds: Vec<f64> = Vec::new();
     for start in (0..n).step_by(1024) {
         let idx: Vec<usize> = (start..(start + 1024).min(n)).collect();
-        let out = model.forward(&data.rows(&idx)?)?;
+        let out = model.infer(&data.rows(&idx)?)?;
         let (l, c) = data.loss(&out, &idx)?;
         loss += to_f64_vec(&l)?[0] * idx.len() as f64;
         match c {

@@ -8,7 +8,7 @@ pub mod lock;
 pub mod metrics;
 pub mod run;
 
-pub use config::{Mode, TrainConfig};
+pub use config::{DeviceSpec, Mode, TrainConfig};
 pub use engine::{Progress, Scores, Trainer, score};
 pub use metrics::EpochMetrics;
 pub use run::{DataSpec, PreparedData, ResumeOptions, RunConfig, RunPlan, RunSummary, plan, resume, train};

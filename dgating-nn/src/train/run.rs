@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{Dataset, Standardizer, Targets, Task, TaskChoice};
 use crate::error::{Error, Result};
-use crate::model::{Mlp, MlpConfig, Model};
+use crate::model::{Architecture, Model, Network};
 use crate::train::checkpoint::{CHECKPOINT_FORMAT, EPOCH_KEY, FORMAT_KEY, atomic_write, load_tensors, save_tensors};
 use crate::train::config::{Mode, TrainConfig};
 use crate::train::engine::{Progress, TensorData, Trainer};
@@ -207,8 +207,9 @@ pub struct RunConfig {
     pub format: String,
     /// Model preset name.
     pub model_name: String,
-    /// Architecture.
-    pub model: MlpConfig,
+    /// Architecture (tagged by `"type"`; untagged MLP configs of older runs still read).
+    #[serde(deserialize_with = "crate::model::arch::deserialize_compat")]
+    pub model: Architecture,
     /// Training configuration.
     pub train: TrainConfig,
     /// Data.
@@ -300,9 +301,9 @@ fn output_dim(data: &Dataset) -> usize {
     data.num_classes().unwrap_or(1)
 }
 
-fn build_model(cfg: &RunConfig) -> Result<Mlp> {
+fn build_model(cfg: &RunConfig) -> Result<Network> {
     let depth = (cfg.train.mode == Mode::Dgating).then(|| cfg.train.gate.depth());
-    Mlp::with_gate_init(cfg.model.clone(), depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &Device::Cpu)
+    cfg.model.build(depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &cfg.train.device.device()?)
 }
 
 /// A run ready to start: configuration validated and data loaded, nothing written yet.
@@ -322,7 +323,7 @@ pub fn plan(model_name: &str, mut train_cfg: TrainConfig, data: DataSpec) -> Res
         let warmup = w.steps(per_epoch, per_epoch * train_cfg.total_epochs());
         train_cfg.schedule = train_cfg.schedule.with_warmup(warmup);
     }
-    let model_cfg = MlpConfig::preset(model_name, prepared.train.num_features, output_dim(&prepared.train))?;
+    let model_cfg = Architecture::preset(model_name, prepared.train.num_features, output_dim(&prepared.train))?;
     let cfg = RunConfig {
         format: RUN_FORMAT.into(),
         model_name: model_name.into(),
@@ -435,7 +436,7 @@ fn start(
 }
 
 fn write_config(dir: &Path, cfg: &RunConfig) -> Result<String> {
-    let json = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(cfg).map_err(|e| json_error("run config", e))?;
     atomic_write(&dir.join(CONFIG_FILE), &json)?;
     Ok(hex(&Sha256::digest(&json)))
 }
@@ -491,7 +492,7 @@ pub fn resume(
     let data = cfg.load_data()?;
     let mut trainer = Trainer::new(&model, cfg.train.clone())?;
     let opt_path = settled(dir, OPTIMIZER_FILE, OPTIMIZER_NEXT_FILE, state.epochs_done)?;
-    let (opt_tensors, meta) = load_tensors(&opt_path, &Device::Cpu)?;
+    let (opt_tensors, meta) = load_tensors(&opt_path, &cfg.train.device.device()?)?;
     check_epoch(&opt_path, &meta, state.epochs_done)?;
     roll_forward(dir, state.epochs_done)?;
     trainer
@@ -524,7 +525,7 @@ fn read_metrics(dir: &Path, epochs: usize) -> Result<Vec<EpochMetrics>> {
     if text.lines().count() > epochs {
         let mut kept = String::new();
         for m in &out {
-            kept.push_str(&serde_json::to_string(m).map_err(|e| Error::Config(e.to_string()))?);
+            kept.push_str(&serde_json::to_string(m).map_err(|e| json_error("epoch metrics", e))?);
             kept.push('\n');
         }
         atomic_write(&path, kept.as_bytes())?;
@@ -535,16 +536,17 @@ fn read_metrics(dir: &Path, epochs: usize) -> Result<Vec<EpochMetrics>> {
 #[allow(clippy::too_many_arguments)]
 fn continue_run(
     dir: &Path,
-    model: &Mlp,
-    mut trainer: Trainer<'_, Mlp>,
+    model: &Network,
+    mut trainer: Trainer<'_, Network>,
     mut state: RunState,
     mut metrics: Vec<EpochMetrics>,
     data: &PreparedData,
     progress: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
-    let train_t = TensorData::new(&data.train, DType::F32, &Device::Cpu)?;
-    let val_t = TensorData::new(&data.test, DType::F32, &Device::Cpu)?;
+    let device = trainer.config().device.device()?;
+    let train_t = TensorData::new(&data.train, DType::F32, &device)?;
+    let val_t = TensorData::new(&data.test, DType::F32, &device)?;
     while !trainer.finished() {
         let m = match trainer.run_epoch(&train_t, &val_t, progress) {
             Ok(m) => m,
@@ -571,7 +573,7 @@ fn continue_run(
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value).map_err(|e| Error::Config(e.to_string()))
+    serde_json::to_vec_pretty(value).map_err(|e| json_error("run state", e))
 }
 
 /// One epoch's checkpoint, crash-consistent: the tensors go to `*.next` files (atomically),
@@ -582,8 +584,8 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 /// [`settled`] finds and resume renames into place.
 fn save_checkpoint(
     dir: &Path,
-    model: &Mlp,
-    trainer: &Trainer<'_, Mlp>,
+    model: &Network,
+    trainer: &Trainer<'_, Network>,
     state: &RunState,
     metrics: Option<&EpochMetrics>,
 ) -> Result<()> {
@@ -597,7 +599,7 @@ fn save_checkpoint(
     save_tensors(&dir.join(OPTIMIZER_NEXT_FILE), &trainer.optimizer().state_tensors(), meta())?;
     if let Some(m) = metrics {
         let path = dir.join(METRICS_FILE);
-        let mut line = serde_json::to_string(m).map_err(|e| Error::Config(e.to_string()))?;
+        let mut line = serde_json::to_string(m).map_err(|e| json_error("epoch metrics", e))?;
         line.push('\n');
         let mut f =
             std::fs::OpenOptions::new().append(true).create(true).open(&path).map_err(|e| Error::io(&path, e))?;
@@ -666,7 +668,8 @@ fn check_epoch(path: &Path, meta: &HashMap<String, String>, epoch: usize) -> Res
 /// Loads a gated checkpoint into `model`'s variables; every tensor must exist with the
 /// right shape and no unknown tensor may be present.
 pub fn load_params<M: Model>(path: &Path, model: &M, epoch: usize) -> Result<()> {
-    let (mut tensors, meta) = load_tensors(path, &Device::Cpu)?;
+    let device = model.params()?.iter().next().map_or(Device::Cpu, |p| p.var.device().clone());
+    let (mut tensors, meta) = load_tensors(path, &device)?;
     check_epoch(path, &meta, epoch)?;
     let bad = |m: String| Error::Checkpoint { path: path.into(), message: m };
     for p in model.params()?.iter() {
@@ -694,6 +697,10 @@ pub fn read_config(dir: &Path) -> Result<RunConfig> {
     Ok(cfg)
 }
 
+fn json_error(what: &str, source: serde_json::Error) -> Error {
+    Error::Json { what: what.into(), source }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })
@@ -702,7 +709,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// Loads a trained run's model (for evaluation and pruning), under the directory's shared
 /// lock. Refuses a run that has not completed an epoch (nothing was trained; a run stopped by
 /// a non-finite loss in its first epoch says so).
-pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Mlp)> {
+pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Network)> {
     let _lock = DirLock::shared(dir)?;
     if !dir.join(STATE_FILE).exists() {
         let message = if dir.join(CONFIG_FILE).exists() {
@@ -725,7 +732,7 @@ pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Mlp)> {
 
 /// Config, state and the model with the checkpoint's parameters; refuses a `config.json`
 /// that changed since the state was written.
-fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Mlp)> {
+fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Network)> {
     let state: RunState = read_json(&dir.join(STATE_FILE))?;
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;

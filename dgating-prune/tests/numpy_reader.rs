@@ -1,0 +1,80 @@
+//! The numpy reader of docs/FORMAT.md, run on real exports of both architectures: its outputs
+//! equal `Compacted::forward_raw` to f32 rounding. Skips (passes with a note) when `python3`
+//! with numpy is not installed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{input_model, inputs};
+use dgating_core::Threshold;
+use dgating_nn::data::Standardizer;
+use dgating_nn::layers::GateInit;
+use dgating_nn::{Architecture, Model, ResidualMlpConfig};
+use dgating_prune::{Compacted, PrunePlan, compact, export};
+
+/// The ```python block under "## Reading it with numpy" in docs/FORMAT.md.
+fn reader() -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/FORMAT.md")).unwrap();
+    let section = &doc[doc.find("## Reading it with numpy").expect("section")..];
+    let start = section.find("```python\n").expect("python block") + "```python\n".len();
+    section[start..start + section[start..].find("```").unwrap()].to_string()
+}
+
+fn numpy_available() -> bool {
+    Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Exports `c`, runs the reader on `x_raw` and compares with `forward_raw`.
+fn check(c: &Compacted, x_raw: &candle_core::Tensor) {
+    let dir = tempfile::tempdir().unwrap();
+    export(c, dir.path()).unwrap();
+    let rows: Vec<Vec<f32>> = x_raw.to_vec2().unwrap();
+    std::fs::write(dir.path().join("x.json"), serde_json::to_vec(&rows).unwrap()).unwrap();
+    let script = format!(
+        "{}\nimport sys\ncfg, t = load(sys.argv[1])\nx = json.load(open(sys.argv[1] + '/x.json'))\n\
+         print(json.dumps(predict(cfg, t, x).astype(float).tolist()))\n",
+        reader()
+    );
+    let out = Command::new("python3").arg("-c").arg(script).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ys: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: Vec<Vec<f32>> = c.forward_raw(x_raw).unwrap().to_vec2().unwrap();
+    assert_eq!(ys.len(), expected.len());
+    for (a, b) in ys.iter().flatten().zip(expected.iter().flatten()) {
+        assert!((a - f64::from(*b)).abs() <= 1e-4 * (1.0 + f64::from(b.abs())), "numpy {a} vs rust {b}");
+    }
+}
+
+#[test]
+fn the_documented_numpy_reader_reproduces_both_architectures() {
+    if !numpy_available() {
+        eprintln!("skipped: python3 with numpy is not installed");
+        return;
+    }
+    // An MLP with input-feature selection and a standardizer.
+    let m = input_model(7, &[5], 3, 3, 4);
+    m.layers()[0].drop_groups(&[true, false, true, true, false, false, true]).unwrap();
+    let mut c = compact(&m, &PrunePlan::new(&m, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
+    c.config.input.standardizer =
+        Some(Standardizer { mean: (0..7).map(|i| i as f32 * 0.3).collect(), std: vec![1.5; 7] });
+    check(&c, &inputs(9, 7, 1));
+
+    // A residual MLP with stream channels and block neurons removed.
+    let arch = Architecture::ResidualMlp(ResidualMlpConfig {
+        input_dim: 5,
+        width: 6,
+        blocks: vec![4, 3],
+        output_dim: 2,
+        group_stream: true,
+        group_hidden: true,
+    });
+    let r = arch.build(Some(2), GateInit::Balanced, 3, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let store = r.params().unwrap();
+    r.gate_sets()[0].drop_groups(&store, &[true, false, true, true, false, true]).unwrap();
+    r.gate_sets()[1].drop_groups(&store, &[false, true, true, true]).unwrap();
+    let c = compact(&r, &PrunePlan::new(&r, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
+    assert_eq!(c.sizes().unwrap()["stream"], 4);
+    check(&c, &inputs(9, 5, 2));
+}
