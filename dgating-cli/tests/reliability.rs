@@ -19,7 +19,7 @@ fn run_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn repo_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dgating-nn/data").join(name)
 }
 
 /// A CSV as a header and rows of cells.

@@ -1,5 +1,5 @@
 //! The built-in data sets, compiled into the library so that examples, tests and the CLI work
-//! with no files or network at run time (sources and licenses: `data/README.md`).
+//! with no files or network at run time (sources and licenses: `dgating-nn/data/README.md`).
 
 use dgating_core::{GroupSparseSpec, Loss};
 
@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 /// Names accepted by [`builtin`] (and by [`load`](super::load)).
 pub const BUILTIN: &[&str] = &["wine", "breast-cancer", "mnist-10k", "synthetic"];
 
-const WINE_CSV: &[u8] = include_bytes!("../../../data/wine.csv");
-const BREAST_CANCER_CSV: &[u8] = include_bytes!("../../../data/breast_cancer.csv");
-const MNIST_IMAGES: &[u8] = include_bytes!("../../../data/mnist-10k/images-idx3-ubyte.gz");
-const MNIST_LABELS: &[u8] = include_bytes!("../../../data/mnist-10k/labels-idx1-ubyte.gz");
+const WINE_CSV: &[u8] = include_bytes!("../../data/wine.csv");
+const BREAST_CANCER_CSV: &[u8] = include_bytes!("../../data/breast_cancer.csv");
+const MNIST_IMAGES: &[u8] = include_bytes!("../../data/mnist-10k/images-idx3-ubyte.gz");
+const MNIST_LABELS: &[u8] = include_bytes!("../../data/mnist-10k/labels-idx1-ubyte.gz");
 
 /// The spec of the built-in `synthetic` regression: 600 samples, 20 single-feature groups of
 /// which 5 are active.
