@@ -38,6 +38,10 @@ pub struct PointRecord {
     pub gap_found: Vec<bool>,
     /// Whether the kept input features are exactly the true support (synthetic task only).
     pub support_exact: Option<bool>,
+    /// `||β̂ − β|| / ||β||` of the compacted linear model against the true coefficients, in
+    /// raw feature units (synthetic task with the linear model only).
+    #[serde(default)]
+    pub coef_error: Option<f64>,
     /// Training time in seconds (fine-tuning excluded).
     pub train_seconds: f64,
     /// Fine-tuning time in seconds.
@@ -45,7 +49,7 @@ pub struct PointRecord {
 }
 
 /// The CSV header of [`PointRecord::csv_row`].
-pub const CSV_HEADER: &str = "id,task,method,depth,lambda,sparsity,seed,groups,kept,removed_fraction,params,params_before,flops,flops_before,metric_name,metric,metric_finetuned,gap_found,support_exact,train_seconds,finetune_seconds";
+pub const CSV_HEADER: &str = "id,task,method,depth,lambda,sparsity,seed,groups,kept,removed_fraction,params,params_before,flops,flops_before,metric_name,metric,metric_finetuned,gap_found,support_exact,coef_error,train_seconds,finetune_seconds";
 
 impl PointRecord {
     /// One CSV row (lists joined with `;`).
@@ -73,6 +77,7 @@ impl PointRecord {
             opt(self.metric_finetuned.map(|m| format!("{m:.6}"))),
             self.gap_found.iter().map(|g| if *g { "1" } else { "0" }).collect::<Vec<_>>().join(";"),
             opt(self.support_exact.map(|s| s.to_string())),
+            opt(self.coef_error.map(|c| format!("{c:.6}"))),
             format!("{:.3}", self.train_seconds),
             format!("{:.3}", self.finetune_seconds),
         ]

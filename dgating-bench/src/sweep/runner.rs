@@ -183,7 +183,13 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
         let truth: Vec<usize> = support.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i).collect();
         kept_inputs == truth
     });
+    let coef_error = if task.data == "synthetic" && task.model == "linear" {
+        Some(coefficient_error(&cfg, &compacted)?)
+    } else {
+        None
+    };
     Ok(PointRecord {
+        coef_error,
         point: p.clone(),
         id: p.id(),
         groups,
@@ -201,6 +207,27 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
         train_seconds,
         finetune_seconds,
     })
+}
+
+/// `||β̂ − β|| / ||β||` of a linear model on the built-in synthetic data: the compacted weights
+/// mapped back to raw features (`β̂_k = w_k / σ_k` for kept feature `k`, 0 for removed ones),
+/// against the generator's true coefficients.
+fn coefficient_error(cfg: &RunConfig, compacted: &dgating_prune::Compacted) -> Result<f64> {
+    let truth = dgating_nn::data::builtin::SYNTHETIC_SPEC.generate()?.coef;
+    let tensors = compacted.tensors()?;
+    let w = tensors
+        .get("layers.0.weight")
+        .ok_or_else(|| Error::InvalidConfig("the linear model has no `layers.0.weight`".into()))?;
+    let w = dgating_nn::tensor_util::to_f64_vec(w)?;
+    let kept = compacted.config.kept_input_indices();
+    let mut beta = vec![0.0; truth.len()];
+    for (&k, &wk) in kept.iter().zip(&w) {
+        let sd = cfg.standardizer.as_ref().map_or(1.0, |s| f64::from(s.std[k]));
+        beta[k] = wk / sd;
+    }
+    let num: f64 = beta.iter().zip(&truth).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = truth.iter().map(|b| b * b).sum::<f64>().sqrt();
+    Ok(num / den)
 }
 
 /// Accuracy for classification, R² for regression (higher is better for both).
