@@ -124,12 +124,8 @@ fn outcome_of_training(e: &Error) -> bool {
 }
 
 fn train_config(task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
-    let mode = match p.method {
-        Method::Dense | Method::Magnitude => Mode::Dense,
-        Method::Dgating => Mode::Dgating,
-        Method::Direct => Mode::Direct,
-        Method::Prox => Mode::Prox,
-    };
+    // Magnitude pruning trains dense with the same budget; the sweep removes the groups.
+    let mode = if p.method == Method::Magnitude { Mode::Dense } else { p.method };
     let gate = GateConfig::new(p.depth.unwrap_or(2), p.lambda.unwrap_or(0.0))?;
     let mut cfg = TrainConfig::new(mode, gate);
     cfg.epochs = task.epochs;

@@ -4,39 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// How the group structure is trained, as the sweep names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// No penalty; pruned with the same read-out as everyone (a weak baseline).
-    Dense,
-    /// D-Gating.
-    Dgating,
-    /// Autograd on the smoothed group penalty.
-    Direct,
-    /// Proximal SGD on the group penalty.
-    Prox,
-    /// Train dense, remove the smallest groups to a target sparsity, fine-tune.
-    Magnitude,
-}
-
-impl Method {
-    /// The `dgating train --mode` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Dense => "dense",
-            Self::Dgating => "dgating",
-            Self::Direct => "direct",
-            Self::Prox => "prox",
-            Self::Magnitude => "magnitude",
-        }
-    }
-
-    /// Whether the method has a depth `D` and a strength `λ`.
-    pub fn penalized(self) -> bool {
-        matches!(self, Self::Dgating | Self::Direct | Self::Prox)
-    }
-}
+/// The methods a sweep compares are the training modes of `dgating train`: `dense` (pruned
+/// with the same read-out as everyone, a weak baseline), `dgating`, `direct`, `prox` and
+/// `magnitude` (train dense with the same budget, remove the smallest groups).
+pub use dgating_nn::train::Mode as Method;
 
 /// Values of `λ`: a log-spaced grid or a list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use crate::layers::GateInit;
 use crate::optim::{OptimizerKind, Schedule, Warmup};
 
 /// How the group structure is trained (docs/METHOD.md §2, §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// No penalty: the dense reference.
@@ -36,6 +36,12 @@ impl Mode {
             Self::Prox => "prox",
             Self::Magnitude => "magnitude",
         }
+    }
+
+    /// Whether the mode has a depth `D` and a strength `λ` (D-Gating and the two penalty
+    /// baselines).
+    pub fn penalized(self) -> bool {
+        matches!(self, Self::Dgating | Self::Direct | Self::Prox)
     }
 
     /// Parses a CLI name.
