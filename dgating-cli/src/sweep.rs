@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use dgating_bench::sweep::{Shard, SweepProgress, SweepSpec, run_sweep, write_report};
+use dgating_bench::sweep::{Shard, SweepProgress, SweepSpec, run_shard_processes, run_sweep, write_report};
 
 /// Arguments of `dgating sweep`.
 #[derive(Debug, Args)]
@@ -24,6 +24,14 @@ pub struct SweepArgs {
     /// shards write to the same --out, then `dgating sweep report DIR` merges them.
     #[arg(long)]
     shard: Option<String>,
+    /// Points run at once, as separate processes with cores/JOBS compute threads each
+    /// (default: one per core; two processes at one thread were 1.55-1.75x faster than one at
+    /// two threads on 2 cores). Results are the same as with one job.
+    #[arg(long, conflicts_with = "shard")]
+    jobs: Option<usize>,
+    /// Do not write the report at the end (shards started by --jobs; run `sweep report`).
+    #[arg(long, hide = true)]
+    no_report: bool,
     /// Print the spec as TOML and exit.
     #[arg(long)]
     print_spec: bool,
@@ -61,6 +69,37 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let out = args.out.as_ref().ok_or("--out is required")?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let jobs = args.jobs.unwrap_or(if args.shard.is_some() { 1 } else { cores });
+    if jobs > 1 {
+        // The same sweep as `jobs` shard processes; they share the directory, then one report.
+        let exe = std::env::current_exe()?;
+        let mut child_args: Vec<String> = vec!["sweep".into()];
+        match (&args.spec, &args.preset) {
+            (Some(p), _) => child_args.push(p.display().to_string()),
+            (None, Some(p)) => child_args.extend(["--preset".into(), p.clone()]),
+            (None, None) => {}
+        }
+        child_args.extend(["--out".into(), out.display().to_string(), "--no-report".into()]);
+        if args.quiet {
+            child_args.push("--quiet".into());
+        }
+        run_shard_processes(&exe, &child_args, jobs, (cores / jobs).max(1))?;
+    } else {
+        run_one(&spec, out, args)?;
+    }
+    if args.no_report {
+        return Ok(());
+    }
+    let files = write_report(out)?;
+    if !args.quiet {
+        let of = files.expected.map(|e| format!(" of {e}")).unwrap_or_default();
+        println!("report of {}{of} points: {}", files.points, files.markdown.display());
+    }
+    Ok(())
+}
+
+fn run_one(spec: &SweepSpec, out: &std::path::Path, args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let quiet = args.quiet;
     let mut progress = |p: &SweepProgress| {
@@ -84,11 +123,6 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
             ),
         }
     };
-    run_sweep(&spec, out, shard, &mut progress)?;
-    let files = write_report(out)?;
-    if !quiet {
-        let of = files.expected.map(|e| format!(" of {e}")).unwrap_or_default();
-        println!("report of {}{of} points: {}", files.points, files.markdown.display());
-    }
+    run_sweep(spec, out, shard, &mut progress)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //!                                                      pareto.csv, verdicts.json, *.svg, *.png, report.md}
 //! ```
 
+pub mod jobs;
 pub mod plot;
 pub mod point;
 pub mod record;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod runner;
 pub mod spec;
 
+pub use jobs::run_shard_processes;
 pub use point::{Point, Shard, points};
 pub use record::PointRecord;
 pub use report::{ReportFiles, Setting, Verdict, write_report};

@@ -4,9 +4,8 @@
 //! stopped; a point interrupted half-way is rerun from scratch (runs are deterministic per
 //! seed, so the result is the same).
 //!
-//! Points run one after another: a training step already uses both cores of the 2-core
-//! machines this targets (the GEMMs run on two threads), so running points side by side only
-//! splits the same cores. Spread a sweep over machines with `--shard I/N` instead.
+//! One call runs its points one after another; concurrency comes from several shard processes
+//! ([`crate::sweep::jobs`] on one machine, a scheduler's array job across machines).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
