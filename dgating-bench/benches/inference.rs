@@ -40,7 +40,7 @@ fn inference(c: &mut Criterion) {
             let plan = PrunePlan::new(&model, &Threshold::absolute(0.0).expect("threshold")).expect("plan");
             let small = compact(&model, &plan).expect("compact");
             if batch == 1 {
-                let before = Cost::of(&model.architecture()).expect("cost").flops_per_sample as f64;
+                let before = Cost::of(&model.architecture().expect("a preset")).expect("cost").flops_per_sample as f64;
                 let after = Cost::of(small.architecture()).expect("cost").flops_per_sample as f64;
                 eprintln!("sparsity {sparsity}: sizes {:?}, FLOP ratio {:.2}x", plan.sizes_after(), before / after);
             }

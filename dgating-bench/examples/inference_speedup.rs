@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let plan = PrunePlan::new(&model, &Threshold::absolute(0.0)?)?;
         let c = compact(&model, &plan)?;
-        let flop_ratio = Cost::of(&model.architecture())?.flops_per_sample as f64
+        let flop_ratio = Cost::of(&dgating_nn::architecture_of(&model)?)?.flops_per_sample as f64
             / Cost::of(c.architecture())?.flops_per_sample as f64;
         small.push((sparsity, flop_ratio, c));
     }

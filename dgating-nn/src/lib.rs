@@ -17,6 +17,8 @@ pub mod train;
 pub use error::{Error, Result};
 pub use gates::GateSet;
 pub use layers::{GateInit, GateSite, GatedLinear};
-pub use model::{Architecture, Mlp, MlpConfig, Model, Network, ResidualMlp, ResidualMlpConfig, effective_tensors};
+pub use model::{
+    Architecture, Mlp, MlpConfig, Model, Network, ResidualMlp, ResidualMlpConfig, architecture_of, effective_tensors,
+};
 pub use params::{Param, ParamRole, ParamStore};
 pub use train::{Mode, TrainConfig, Trainer};

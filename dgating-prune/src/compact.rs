@@ -28,9 +28,12 @@ pub struct Compacted {
     pub model: Network,
 }
 
-/// Folds the gates of `model` and removes what `plan` removes. The result computes the same
-/// function as `model` with the removed groups zeroed (see [`crate::verify()`]).
-pub fn compact<M: Model + ?Sized>(model: &M, plan: &PrunePlan) -> Result<Compacted> {
+/// Every tensor of `model` with the gates folded in (`ω ⊙ Πγ`) and every slice that `plan`
+/// removes cut out: the weights of the smaller dense model, by key, `f32` on the CPU. Needs
+/// only the model's structure and gate sets, so it works for a model of your own; rebuild your
+/// model from these tensors at the new sizes ([`PrunePlan::sizes_after`]). [`compact`] does the
+/// same and rebuilds a built-in architecture.
+pub fn cut_tensors<M: Model + ?Sized>(model: &M, plan: &PrunePlan) -> Result<BTreeMap<String, Tensor>> {
     let structure = model.structure()?;
     let before = structure.sizes();
     if plan.sizes_before() != before {
@@ -50,7 +53,16 @@ pub fn compact<M: Model + ?Sized>(model: &M, plan: &PrunePlan) -> Result<Compact
             *t = t.index_select(&ids, s.axis)?.contiguous()?;
         }
     }
-    let architecture = model.architecture().resized(&plan.sizes_after())?;
+    Ok(tensors)
+}
+
+/// Folds the gates of `model` and removes what `plan` removes. The result computes the same
+/// function as `model` with the removed groups zeroed (see [`crate::verify()`]). Needs a
+/// model with a built-in [`Architecture`]; for your own model use [`cut_tensors`].
+pub fn compact<M: Model + ?Sized>(model: &M, plan: &PrunePlan) -> Result<Compacted> {
+    let tensors = cut_tensors(model, plan)?;
+    let before = model.structure()?.sizes();
+    let architecture = dgating_nn::architecture_of(model)?.resized(&plan.sizes_after())?;
     let compacted = architecture.from_tensors(&tensors)?;
     let dims =
         plan.dims.iter().map(|d| KeptDim { name: d.dim.clone(), original: d.keep.len(), kept: d.kept() }).collect();

@@ -12,7 +12,7 @@ pub mod plan;
 pub mod report;
 pub mod verify;
 
-pub use compact::{Compacted, compact};
+pub use compact::{Compacted, compact, cut_tensors};
 pub use error::{Error, Result};
 pub use evaluate::{DirEvaluation, ExportCheck, ModelInputs, Predictions, check_export, evaluate_dir, predict_dir};
 pub use export::{export, import, parse_config, parse_model, read_config};

@@ -66,7 +66,7 @@ fn prune_locked<M: Model + ?Sized>(
     let dense = compact(model, &PrunePlan::keep_all(model)?)?;
 
     let held_out = check_on_held_out(run_dir, cfg, model, &compacted)?;
-    let before = Cost::of(&model.architecture())?;
+    let before = Cost::of(&dgating_nn::architecture_of(model)?)?;
     let after = Cost::of(compacted.architecture())?;
 
     export(&compacted, out_dir)?;

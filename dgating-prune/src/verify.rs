@@ -78,7 +78,7 @@ pub fn masked_reference<M: Model + ?Sized>(gated: &M, compact: &Compacted) -> Re
             *t = scale_member(t, &mask, &member)?;
         }
     }
-    Ok(gated.architecture().from_tensors(&tensors)?)
+    Ok(dgating_nn::architecture_of(gated)?.from_tensors(&tensors)?)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {

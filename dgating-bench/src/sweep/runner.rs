@@ -18,7 +18,7 @@ use dgating_nn::optim::{Schedule, Warmup};
 use dgating_nn::train::engine::{TensorData, Trainer, score};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{self, DataSpec, Mode, Scores, TrainConfig};
-use dgating_nn::{Model, Network};
+use dgating_nn::Network;
 use dgating_prune::{Compacted, PrunePlan, compact, prune_run, set_norms};
 
 use crate::error::{Error, Result};
@@ -256,7 +256,7 @@ fn magnitude(model: &Network, sparsity: f64) -> Result<(Compacted, Vec<usize>, V
     let groups = masks.iter().map(Vec::len).collect();
     let kept = masks.iter().map(|m| m.iter().filter(|k| **k).count()).collect();
     let gaps = vec![false; masks.len()];
-    let before = dgating_prune::Cost::of(&model.architecture())?;
+    let before = dgating_prune::Cost::of(&dgating_nn::architecture_of(model)?)?;
     let plan = PrunePlan::from_set_masks(model, masks)?;
     Ok((compact(model, &plan)?, groups, kept, gaps, (before.params, before.flops_per_sample)))
 }

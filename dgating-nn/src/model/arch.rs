@@ -228,7 +228,10 @@ impl Model for Network {
     fn gate_sets(&self) -> Vec<GateSet> {
         self.inner().gate_sets()
     }
-    fn architecture(&self) -> Architecture {
+    fn structure(&self) -> Result<Structure> {
+        self.inner().structure()
+    }
+    fn architecture(&self) -> Option<Architecture> {
         self.inner().architecture()
     }
 }

@@ -322,7 +322,11 @@ impl Model for Mlp {
         self.layers.iter().filter_map(|l| l.gate_set().cloned()).collect()
     }
 
-    fn architecture(&self) -> Architecture {
-        Architecture::Mlp(self.config.clone())
+    fn structure(&self) -> Result<dgating_core::Structure> {
+        Architecture::Mlp(self.config.clone()).structure()
+    }
+
+    fn architecture(&self) -> Option<Architecture> {
+        Some(Architecture::Mlp(self.config.clone()))
     }
 }

@@ -36,12 +36,25 @@ pub trait Model {
     fn params(&self) -> Result<ParamStore>;
     /// The gate sets (at most one per dim), in structure order; `Clone`s share the variables.
     fn gate_sets(&self) -> Vec<GateSet>;
-    /// The architecture at the model's current sizes.
-    fn architecture(&self) -> Architecture;
     /// What can shrink, and every tensor slice coupled to it.
-    fn structure(&self) -> Result<Structure> {
-        self.architecture().structure()
+    fn structure(&self) -> Result<Structure>;
+    /// The built-in architecture at the model's current sizes, if the model is one of ours.
+    /// A model of your own returns `None` (the default): training, metrics, pruning plans and
+    /// `dgating_prune::cut_tensors` need only the methods above; what needs
+    /// an [`Architecture`] (rebuilding a compacted model, the `dgating-compact` export) says so.
+    fn architecture(&self) -> Option<Architecture> {
+        None
     }
+}
+
+/// `model`'s [`Architecture`], or an error that says the operation needs a built-in one.
+pub fn architecture_of<M: Model + ?Sized>(model: &M) -> Result<Architecture> {
+    model.architecture().ok_or_else(|| crate::Error::Model {
+        what: "model".into(),
+        message: "has no built-in Architecture: rebuilding it at new sizes and the dgating-compact export need one; \
+                  cut its tensors with dgating_prune::cut_tensors and rebuild it with your own code"
+            .into(),
+    })
 }
 
 /// Every tensor of the function `model` computes, by key: the ungated variables as they are,

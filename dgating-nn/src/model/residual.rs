@@ -270,7 +270,11 @@ impl Model for ResidualMlp {
         self.sets.clone()
     }
 
-    fn architecture(&self) -> Architecture {
-        Architecture::ResidualMlp(self.config.clone())
+    fn structure(&self) -> Result<dgating_core::Structure> {
+        Architecture::ResidualMlp(self.config.clone()).structure()
+    }
+
+    fn architecture(&self) -> Option<Architecture> {
+        Some(Architecture::ResidualMlp(self.config.clone()))
     }
 }
