@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use dgating_core::{GateConfig, ReadOut};
+use dgating_nn::Network;
 use dgating_nn::data::Dataset;
 use dgating_nn::optim::{Schedule, Warmup};
 use dgating_nn::train::engine::{TensorData, Trainer, score};
 use dgating_nn::train::run::{RunConfig, load_run_model};
 use dgating_nn::train::{self, DataSpec, Mode, Scores, TrainConfig};
-use dgating_nn::Network;
 use dgating_prune::{Compacted, PrunePlan, compact, prune_run, set_norms};
 
 use crate::error::{Error, Result};
