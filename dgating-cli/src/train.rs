@@ -94,6 +94,10 @@ pub struct TrainArgs {
     /// Seed of initialization, split and batch order.
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     seed: u64,
+    /// Where to train: cpu, cuda, cuda:N or auto (a GPU when the build has CUDA support and one
+    /// is present, else the CPU).
+    #[arg(long, default_value = "cpu", conflicts_with = "resume")]
+    device: String,
     /// Output run directory: new, or empty (default: a new `runs/DATA-MODEL-MODE-N`).
     #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
@@ -137,6 +141,8 @@ impl TrainArgs {
             "balanced" => GateInit::Balanced,
             other => return Err(format!("unknown gate init `{other}` (known: ones, balanced)").into()),
         };
+        cfg.device = dgating_nn::train::DeviceSpec::parse(&self.device)?;
+        cfg.device.device()?;
         cfg.check()?;
         Ok(cfg)
     }

@@ -545,6 +545,18 @@ fn messages_and_formats() {
     let (code, _, e) = train_linear(d, "wine", None, "m", &["--momentum", "1.0"]);
     assert_eq!(code, 1);
     assert!(e.contains("[0, 1)") && !e.contains("Sgd {"), "{e}");
+    // Devices: a build without CUDA says so; `auto` falls back to the CPU.
+    if !cfg!(feature = "cuda") {
+        let (code, _, e) = train_linear(d, "wine", None, "gpu", &["--device", "cuda"]);
+        assert_eq!(code, 1);
+        assert!(e.contains("no CUDA support") && e.contains("--features cuda"), "{e}");
+        assert!(!d.join("gpu").exists());
+    }
+    let (code, _, e) = train_linear(d, "wine", None, "tpu", &["--device", "tpu"]);
+    assert_eq!(code, 1);
+    assert!(e.contains("unknown device `tpu`") && e.contains("cuda:N"), "{e}");
+    let (code, _, e) = train_linear(d, "wine", None, "auto", &["--device", "auto", "--epochs", "1"]);
+    assert_eq!(code, 0, "{e}");
     let (code, _, e) = train_linear(d, "wine", None, "m", &["--lr-floor", "1.5"]);
     assert_eq!(code, 1);
     assert!(e.contains("floor must be in [0, 1]"), "{e}");

@@ -114,11 +114,44 @@ pub enum DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// The candle device; an error when CUDA is asked for but not built in or not present.
+    /// Parses `cpu`, `cuda` (device 0), `cuda:N` or `auto` (the first CUDA device when this
+    /// build has CUDA support and a GPU is present, else the CPU).
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || Error::UnknownName { kind: "device", name: text.into(), known: "cpu, cuda, cuda:N, auto".into() };
+        Ok(match text {
+            "cpu" => Self::Cpu,
+            "cuda" => Self::Cuda(0),
+            "auto" => {
+                if candle_core::utils::cuda_is_available() && candle_core::Device::new_cuda(0).is_ok() {
+                    Self::Cuda(0)
+                } else {
+                    Self::Cpu
+                }
+            }
+            other => match other.strip_prefix("cuda:") {
+                Some(n) => Self::Cuda(n.parse().map_err(|_| bad())?),
+                None => return Err(bad()),
+            },
+        })
+    }
+
+    /// The candle device. Asking for CUDA in a build without the `cuda` feature, or for a GPU
+    /// that is not there, is an error that says which.
     pub fn device(self) -> Result<candle_core::Device> {
         Ok(match self {
             Self::Cpu => candle_core::Device::Cpu,
-            Self::Cuda(n) => candle_core::Device::new_cuda(n)?,
+            Self::Cuda(n) => {
+                if !candle_core::utils::cuda_is_available() {
+                    return Err(Error::Config(
+                        "this build has no CUDA support: rebuild with `--features cuda` (README, \"Building for CUDA\"), \
+                         or use --device cpu"
+                            .into(),
+                    ));
+                }
+                candle_core::Device::new_cuda(n).map_err(|e| {
+                    Error::Config(format!("CUDA device {n} is not available ({e}); use --device cpu or auto"))
+                })?
+            }
         })
     }
 }
@@ -176,5 +209,27 @@ impl TrainConfig {
     /// Total epochs including magnitude fine-tuning.
     pub fn total_epochs(&self) -> usize {
         self.epochs + if self.mode == Mode::Magnitude { self.finetune_epochs } else { 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_and_cuda_without_support_is_a_clear_error() {
+        assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
+        assert_eq!(DeviceSpec::parse("cuda").unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!(DeviceSpec::parse("cuda:3").unwrap(), DeviceSpec::Cuda(3));
+        for bad in ["gpu", "cuda:x", "cuda:-1", ""] {
+            assert!(matches!(DeviceSpec::parse(bad), Err(Error::UnknownName { .. })), "{bad}");
+        }
+        let auto = DeviceSpec::parse("auto").unwrap();
+        assert!(auto.device().is_ok(), "auto always gives a usable device");
+        if !candle_core::utils::cuda_is_available() {
+            assert_eq!(auto, DeviceSpec::Cpu);
+            let e = DeviceSpec::Cuda(0).device().unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
     }
 }
