@@ -29,4 +29,4 @@ pub use solver::problem::{LinearProblem, Loss};
 pub use solver::proximal::{ProxOptions, ProxSolution, proximal_gradient};
 pub use structure::{Dim, Slice, Structure};
 pub use synthetic::{GroupSparseData, GroupSparseSpec};
-pub use threshold::Threshold;
+pub use threshold::{Threshold, keep_largest};

@@ -106,9 +106,31 @@ impl Threshold {
     }
 }
 
+/// Magnitude pruning's mask: removes the `floor(remove_fraction · J)` groups with the
+/// smallest norms (ties by index), but always keeps at least one group. `remove_fraction` is
+/// the caller's validated target sparsity in `[0, 1)`.
+pub fn keep_largest(norms: &[f64], remove_fraction: f64) -> Vec<bool> {
+    let remove = (((norms.len() as f64) * remove_fraction).floor() as usize).min(norms.len().saturating_sub(1));
+    let mut order: Vec<usize> = (0..norms.len()).collect();
+    order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]).then(a.cmp(&b)));
+    let mut keep = vec![true; norms.len()];
+    for &j in &order[..remove] {
+        keep[j] = false;
+    }
+    keep
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_largest_removes_the_smallest_share_and_keeps_one() {
+        assert_eq!(keep_largest(&[3.0, 1.0, 2.0, 1.0], 0.5), [true, false, true, false]);
+        assert_eq!(keep_largest(&[1.0, 2.0], 0.99), [false, true]);
+        assert_eq!(keep_largest(&[5.0], 0.9), [true]);
+        assert!(keep_largest(&[], 0.5).is_empty());
+    }
 
     #[test]
     fn absolute_and_relative_combine() {

@@ -102,11 +102,7 @@ impl ModelInputs {
             required: vec![true; cfg.feature_names.len()],
             standardizer: cfg.standardizer.clone(),
             target: cfg.data.target.clone(),
-            task: cfg.task.unwrap_or(if cfg.class_names.is_some() || outputs > 1 {
-                Task::Classification
-            } else {
-                Task::Regression
-            }),
+            task: recorded_task(cfg.task, cfg.class_names.is_some(), outputs),
             class_names: cfg.class_names.clone(),
             outputs,
         }
@@ -122,11 +118,7 @@ impl ModelInputs {
             required,
             standardizer: c.input.standardizer.clone(),
             target: c.input.target.clone(),
-            task: c.input.task.unwrap_or(if c.input.class_names.is_some() || outputs > 1 {
-                Task::Classification
-            } else {
-                Task::Regression
-            }),
+            task: recorded_task(c.input.task, c.input.class_names.is_some(), outputs),
             class_names: c.input.class_names.clone(),
             outputs,
         }
@@ -177,6 +169,12 @@ impl ModelInputs {
         }
         Ok(set)
     }
+}
+
+/// The task a run or export recorded; files written before it was recorded are classifiers
+/// when they have class names or more than one output.
+fn recorded_task(recorded: Option<Task>, has_class_names: bool, outputs: usize) -> Task {
+    recorded.unwrap_or(if has_class_names || outputs > 1 { Task::Classification } else { Task::Regression })
 }
 
 /// A model directory (training run or compacted export) loaded for inference.

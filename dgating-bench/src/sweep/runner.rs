@@ -242,17 +242,7 @@ fn tensors(d: &Dataset) -> Result<TensorData> {
 #[allow(clippy::type_complexity)]
 fn magnitude(model: &Network, sparsity: f64) -> Result<(Compacted, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
     let norms = set_norms(model)?;
-    let masks: Vec<Vec<bool>> = norms
-        .iter()
-        .map(|(_, n)| {
-            let remove = (((n.len() as f64) * sparsity).floor() as usize).min(n.len() - 1);
-            let mut order: Vec<usize> = (0..n.len()).collect();
-            order.sort_by(|&a, &b| n[a].total_cmp(&n[b]).then(a.cmp(&b)));
-            let mut keep = vec![true; n.len()];
-            order[..remove].iter().for_each(|&j| keep[j] = false);
-            keep
-        })
-        .collect();
+    let masks: Vec<Vec<bool>> = norms.iter().map(|(_, n)| dgating_core::keep_largest(n, sparsity)).collect();
     let groups = masks.iter().map(Vec::len).collect();
     let kept = masks.iter().map(|m| m.iter().filter(|k| **k).count()).collect();
     let gaps = vec![false; masks.len()];

@@ -54,13 +54,7 @@ impl Dataset {
                 ),
             ));
         }
-        let p = names.len();
-        let mut features = Vec::with_capacity(self.len() * p);
-        for i in 0..self.len() {
-            let row = self.row(i);
-            features.extend(source.iter().map(|s| s.map_or(0.0, |k| row[k])));
-        }
-        Dataset::new(self.name.clone(), features, p, names.to_vec(), self.targets.clone())
+        self.gather(&source, names)
     }
 
     /// The columns `names`, in that order (other columns are dropped); a name this data set
@@ -71,14 +65,20 @@ impl Dataset {
             let k = self.feature_names.iter().position(|m| m == n).ok_or_else(|| {
                 Error::data(self.name.clone(), format!("missing column `{}` that the model reads", short(n)))
             })?;
-            cols.push(k);
+            cols.push(Some(k));
         }
-        let mut features = Vec::with_capacity(self.len() * cols.len());
+        self.gather(&cols, names)
+    }
+
+    /// A data set whose column `j` is named `names[j]` and copied from column `source[j]` of
+    /// this one (`None`: filled with 0), with the same targets.
+    fn gather(&self, source: &[Option<usize>], names: &[String]) -> Result<Dataset> {
+        let mut features = Vec::with_capacity(self.len() * source.len());
         for i in 0..self.len() {
             let row = self.row(i);
-            features.extend(cols.iter().map(|&k| row[k]));
+            features.extend(source.iter().map(|s| s.map_or(0.0, |k| row[k])));
         }
-        Dataset::new(self.name.clone(), features, cols.len(), names.to_vec(), self.targets.clone())
+        Dataset::new(self.name.clone(), features, source.len(), names.to_vec(), self.targets.clone())
     }
 
     /// The labels renumbered to the model's classes `names` (`names[k]` = class `k`). A label
@@ -92,7 +92,9 @@ impl Dataset {
             ));
         };
         let map: Vec<Option<u32>> = own.iter().map(|n| names.iter().position(|m| m == n).map(|k| k as u32)).collect();
-        if let Some((k, _)) = map.iter().enumerate().find(|(k, m)| m.is_none() && labels.contains(&(*k as u32))) {
+        let mut present = vec![false; own.len()];
+        labels.iter().for_each(|&l| present[l as usize] = true);
+        if let Some(k) = (0..own.len()).find(|&k| map[k].is_none() && present[k]) {
             return Err(Error::data(
                 self.name.clone(),
                 format!("label `{}` is not a class of the model (its classes: {})", short(&own[k]), list(names)),

@@ -284,18 +284,7 @@ impl<'m, M: Model> Trainer<'m, M> {
         self.model
             .gate_sets()
             .iter()
-            .map(|set| {
-                let norms = set.group_norms(&store)?;
-                let remove = ((norms.len() as f64) * self.config.target_sparsity).floor() as usize;
-                let remove = remove.min(norms.len() - 1);
-                let mut order: Vec<usize> = (0..norms.len()).collect();
-                order.sort_by(|&a, &b| norms[a].total_cmp(&norms[b]).then(a.cmp(&b)));
-                let mut mask = vec![true; norms.len()];
-                for &j in &order[..remove] {
-                    mask[j] = false;
-                }
-                Ok(mask)
-            })
+            .map(|set| Ok(dgating_core::keep_largest(&set.group_norms(&store)?, self.config.target_sparsity)))
             .collect()
     }
 

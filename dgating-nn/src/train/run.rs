@@ -613,11 +613,23 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// The epoch recorded in a tensor file's metadata (`None` if unreadable or absent).
+/// The epoch recorded in a tensor file's metadata (`None` if unreadable or absent). Reads only
+/// the safetensors header (an 8-byte length, then JSON), not the tensors: resume and loading
+/// ask this of up to four files before reading one of them whole.
 fn file_epoch(path: &Path) -> Option<usize> {
-    let bytes = std::fs::read(path).ok()?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-    meta.metadata().as_ref()?.get(EPOCH_KEY)?.parse().ok()
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    // A header beyond the file (or absurdly large) is a corrupt file, not an allocation.
+    if len > f.metadata().ok()?.len() as usize {
+        return None;
+    }
+    let mut header = vec![0u8; len];
+    f.read_exact(&mut header).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    json.get("__metadata__")?.get(EPOCH_KEY)?.as_str()?.parse().ok()
 }
 
 /// The file that holds epoch `epoch`: `file`, or `next` when a crash came between the commit
@@ -688,9 +700,16 @@ pub fn load_params<M: Model>(path: &Path, model: &M, epoch: usize) -> Result<()>
 /// Reads `config.json` of a run directory.
 pub fn read_config(dir: &Path) -> Result<RunConfig> {
     let path = dir.join(CONFIG_FILE);
-    let cfg: RunConfig = read_json(&path)?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    parse_config(&path, &bytes)
+}
+
+/// Parses and checks the bytes of a run's `config.json` (`path` names it in errors).
+fn parse_config(path: &Path, bytes: &[u8]) -> Result<RunConfig> {
+    let cfg: RunConfig =
+        serde_json::from_slice(bytes).map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })?;
     if cfg.format != RUN_FORMAT {
-        return Err(Error::Checkpoint { path, message: format!("unknown format `{}`", cfg.format) });
+        return Err(Error::Checkpoint { path: path.into(), message: format!("unknown format `{}`", cfg.format) });
     }
     cfg.train.check()?;
     cfg.model.check()?;
@@ -746,7 +765,7 @@ fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Network)> {
                 .into(),
         });
     }
-    let cfg = read_config(dir)?;
+    let cfg = parse_config(&path, &bytes)?;
     let model = build_model(&cfg)?;
     load_params(&settled(dir, MODEL_FILE, MODEL_NEXT_FILE, state.epochs_done)?, &model, state.epochs_done)?;
     Ok((cfg, state, model))
