@@ -5,6 +5,7 @@ pub mod data;
 pub mod error;
 pub mod gates;
 pub mod layers;
+pub mod lm;
 pub mod loss;
 pub mod model;
 pub mod ops;

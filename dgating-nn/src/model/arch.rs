@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gates::GateSet;
 use crate::layers::GateInit;
-use crate::model::{Mlp, MlpConfig, Model, ResidualMlp, ResidualMlpConfig};
+use crate::model::{Gpt, GptConfig, Mlp, MlpConfig, Model, ResidualMlp, ResidualMlpConfig};
 use crate::params::ParamStore;
 
 /// Name of the input-feature dim of every architecture.
@@ -27,6 +27,14 @@ pub enum Architecture {
     Mlp(MlpConfig),
     /// A residual ReLU MLP ([`ResidualMlp`]).
     ResidualMlp(ResidualMlpConfig),
+    /// A GPT decoder ([`Gpt`]): input = token ids, output = next-token logits.
+    Gpt(GptConfig),
+}
+
+impl From<GptConfig> for Architecture {
+    fn from(c: GptConfig) -> Self {
+        Self::Gpt(c)
+    }
 }
 
 impl From<MlpConfig> for Architecture {
@@ -91,22 +99,25 @@ impl Architecture {
         match self {
             Self::Mlp(c) => c.check(),
             Self::ResidualMlp(c) => c.check(),
+            Self::Gpt(c) => c.check(),
         }
     }
 
-    /// Input features.
+    /// Input features (for a GPT: the vocabulary size).
     pub fn input_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.input_dim,
             Self::ResidualMlp(c) => c.input_dim,
+            Self::Gpt(c) => c.vocab_size,
         }
     }
 
-    /// Outputs.
+    /// Outputs (for a GPT: logits per position, the vocabulary size).
     pub fn output_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.output_dim,
             Self::ResidualMlp(c) => c.output_dim,
+            Self::Gpt(c) => c.vocab_size,
         }
     }
 
@@ -116,6 +127,7 @@ impl Architecture {
         Ok(Structure::new(match self {
             Self::Mlp(c) => c.dims(),
             Self::ResidualMlp(c) => c.dims(),
+            Self::Gpt(c) => c.dims(),
         })?)
     }
 
@@ -129,16 +141,19 @@ impl Architecture {
         let a = match self {
             Self::Mlp(c) => Self::Mlp(c.resized(size)),
             Self::ResidualMlp(c) => Self::ResidualMlp(c.resized(size)),
+            Self::Gpt(c) => Self::Gpt(c.resized(size)),
         };
         a.check()?;
         Ok(a)
     }
 
-    /// Multiply-adds of one sample's forward, as FLOPs (`2` per multiply-add).
+    /// Multiply-adds of one sample's forward, as FLOPs (`2` per multiply-add); for a GPT one
+    /// token at full context ([`GptConfig::flops_per_token`]).
     pub fn flops_per_sample(&self) -> usize {
         match self {
             Self::Mlp(c) => c.flops_per_sample(),
             Self::ResidualMlp(c) => c.flops_per_sample(),
+            Self::Gpt(c) => c.flops_per_token(),
         }
     }
 
@@ -156,6 +171,7 @@ impl Architecture {
             Self::ResidualMlp(c) => {
                 Network::ResidualMlp(Box::new(ResidualMlp::new(c.clone(), depth, init, seed, dtype, device)?))
             }
+            Self::Gpt(c) => Network::Gpt(Box::new(Gpt::new(c.clone(), depth, init, seed, dtype, device)?)),
         })
     }
 
@@ -178,6 +194,7 @@ impl Architecture {
         Ok(match self {
             Self::Mlp(c) => Network::Mlp(Mlp::from_tensors(c.clone(), tensors)?),
             Self::ResidualMlp(c) => Network::ResidualMlp(Box::new(ResidualMlp::from_tensors(c.clone(), tensors)?)),
+            Self::Gpt(c) => Network::Gpt(Box::new(Gpt::from_tensors(c.clone(), tensors)?)),
         })
     }
 }
@@ -204,6 +221,8 @@ pub enum Network {
     Mlp(Mlp),
     /// A residual ReLU MLP (boxed: it holds a layer per block side).
     ResidualMlp(Box<ResidualMlp>),
+    /// A GPT decoder (boxed).
+    Gpt(Box<Gpt>),
 }
 
 impl Network {
@@ -211,6 +230,7 @@ impl Network {
         match self {
             Self::Mlp(m) => m,
             Self::ResidualMlp(m) => m.as_ref(),
+            Self::Gpt(m) => m.as_ref(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! key ([`effective_tensors`]), never on a model type.
 
 pub mod arch;
+pub mod gpt;
+pub mod gpt_model;
 pub mod mlp;
 pub mod residual;
 
@@ -20,6 +22,8 @@ use crate::gates::{GateSet, scale_member};
 use crate::params::{ParamRole, ParamStore};
 
 pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
+pub use gpt::GptConfig;
+pub use gpt_model::{Gpt, KvCache};
 pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResidualMlp, ResidualMlpConfig};
 
