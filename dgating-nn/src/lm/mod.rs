@@ -3,10 +3,13 @@
 
 pub mod corpus;
 pub mod generate;
+pub mod run;
 pub mod score;
 pub mod tokenizer;
+pub mod train;
 
 pub use corpus::{BUILTIN_CORPORA, Corpus, MOBY_DICK};
 pub use generate::{Sampling, argmax, generate};
 pub use score::{Score, score_tokens};
 pub use tokenizer::{LmTokenizer, TokenizerSpec};
+pub use train::{GateOptim, LmMetrics, LmTrainConfig, train_lm};
