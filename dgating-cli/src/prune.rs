@@ -125,8 +125,17 @@ pub(crate) fn describe(d: &Decision, rule: Option<GapRule>) -> String {
 /// The read-out the flags ask for: the default, or a threshold floor with or without the gap
 /// rule.
 fn read_out(args: &PruneArgs) -> Result<ReadOut, Box<dyn std::error::Error>> {
-    let gap = args.gap_factor.map(GapRule::new).transpose()?;
-    Ok(match (args.threshold_abs, args.threshold_rel) {
+    read_out_from(args.threshold_abs, args.threshold_rel, args.gap_factor)
+}
+
+/// The read-out of `--threshold-abs`, `--threshold-rel` and `--gap-factor`.
+pub(crate) fn read_out_from(
+    abs: Option<f64>,
+    rel: Option<f64>,
+    gap_factor: Option<f64>,
+) -> Result<ReadOut, Box<dyn std::error::Error>> {
+    let gap = gap_factor.map(GapRule::new).transpose()?;
+    Ok(match (abs, rel) {
         (None, None) => ReadOut::new(ReadOut::default_floor(), Some(gap.unwrap_or_default())),
         (a, r) => ReadOut::new(Threshold::new(a.unwrap_or(0.0), r.unwrap_or(0.0))?, gap),
     })

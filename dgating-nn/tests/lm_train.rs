@@ -49,6 +49,7 @@ fn a_tiny_gated_gpt_learns_reloads_and_continues() {
     assert_eq!(last.relative_norms.len(), 2, "heads and MLP neurons of the one block");
     // Reloaded, the model computes the same logits.
     let (back_cfg, back, tok) = load_run(&run, &Device::Cpu).unwrap();
+    let tok = tok.unwrap();
     assert_eq!(back_cfg, config);
     let ids = tok.encode("Call me Ishmael.").unwrap();
     let x = candle_core::Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();

@@ -6,6 +6,7 @@ pub mod error;
 pub mod evaluate;
 pub mod export;
 pub mod format;
+pub mod language;
 mod legacy;
 pub mod pipeline;
 pub mod plan;
@@ -20,6 +21,7 @@ pub use format::{
     COMPACT_FORMAT, COMPACT_FORMAT_V1, CONFIG_FILE, CompactConfig, GroupsRemoved, HeldOutSource, InputSpec, KeptDim,
     MODEL_FILE, Provenance, TrainingRecord,
 };
+pub use language::{LmPruneReport, LoadedLm, load_lm, prune_lm_run};
 pub use pipeline::{measure_latency, prune_run};
 pub use plan::{DimPlan, PrunePlan, set_norms, threshold};
 pub use report::{Cost, Evaluation, Latency, PruneReport};

@@ -204,7 +204,7 @@ fn last_metrics(run_dir: &Path) -> Result<Option<EpochMetrics>> {
     serde_json::from_str(line).map(Some).map_err(|e| Error::format(&path, e.to_string()))
 }
 
-fn check_out_dir(run_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
+pub(crate) fn check_out_dir(run_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
     let refuse = |m: String| Err(Error::OutputDir { path: out_dir.into(), message: m });
     if let (Ok(a), Ok(b)) = (run_dir.canonicalize(), out_dir.canonicalize())
         && a == b

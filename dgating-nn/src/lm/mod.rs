@@ -3,6 +3,7 @@
 
 pub mod corpus;
 pub mod generate;
+pub mod gpt2;
 pub mod run;
 pub mod score;
 pub mod tokenizer;

@@ -65,7 +65,7 @@ impl LmRunConfig {
     pub fn gpt(&self) -> Result<&GptConfig> {
         match &self.architecture {
             Architecture::Gpt(c) => Ok(c),
-            other => Err(Error::Config(format!("not a language model: {:?}", other))),
+            other => Err(Error::Config(format!("not a language model: {}", serde_json::json!(other)["type"]))),
         }
     }
 }
@@ -86,8 +86,9 @@ pub fn tokenize(tokenizer: &LmTokenizer, corpus: &Corpus, val_fraction: f64) -> 
     Ok(Tokens { train: train.to_vec(), val: val.to_vec() })
 }
 
-/// Writes `model.safetensors` (every variable, gates included), then `config.json`.
-pub fn save_run(dir: &Path, config: &LmRunConfig, model: &Gpt, tokenizer: &LmTokenizer) -> Result<()> {
+/// Writes `model.safetensors` (every variable, gates included), `tokenizer.json` (if any),
+/// then `config.json`.
+pub fn save_run(dir: &Path, config: &LmRunConfig, model: &Gpt, tokenizer: Option<&LmTokenizer>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let store = model.params()?;
     let tensors: Vec<(String, Tensor)> = store
@@ -96,13 +97,16 @@ pub fn save_run(dir: &Path, config: &LmRunConfig, model: &Gpt, tokenizer: &LmTok
         .collect::<Result<_>>()?;
     let meta = HashMap::from([(FORMAT_KEY.to_string(), CHECKPOINT_FORMAT.to_string())]);
     save_tensors(&dir.join(MODEL_FILE), &tensors, meta)?;
-    tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+    if let Some(t) = tokenizer {
+        t.save(&dir.join(TOKENIZER_FILE))?;
+    }
     let json = serde_json::to_vec_pretty(config).map_err(|e| Error::Json { what: "run config".into(), source: e })?;
     atomic_write(&dir.join(CONFIG_FILE), &json)
 }
 
-/// Reads a run: its config, the model (gated as stored) on `device` and the tokenizer.
-pub fn load_run(dir: &Path, device: &Device) -> Result<(LmRunConfig, Gpt, LmTokenizer)> {
+/// Reads a run: its config, the model (gated as stored) on `device` and the tokenizer (`None`
+/// when the run has no `tokenizer.json`, e.g. an imported model without one).
+pub fn load_run(dir: &Path, device: &Device) -> Result<(LmRunConfig, Gpt, Option<LmTokenizer>)> {
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let config: LmRunConfig = serde_json::from_slice(&bytes)
@@ -133,9 +137,19 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(LmRunConfig, Gpt, LmToke
     if let Some(k) = tensors.keys().find(|k| store.get(k).is_none()) {
         return Err(Error::Checkpoint { path: dir.join(MODEL_FILE), message: format!("unknown tensor `{k}`") });
     }
-    let tokenizer = LmTokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
-    tokenizer.check_model_vocab(model.config().vocab_size)?;
+    let tokenizer = read_tokenizer(dir, model.config().vocab_size)?;
     Ok((config, model, tokenizer))
+}
+
+/// `dir/tokenizer.json` if present, checked against the model's vocabulary.
+pub fn read_tokenizer(dir: &Path, model_vocab: usize) -> Result<Option<LmTokenizer>> {
+    let path = dir.join(TOKENIZER_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let tokenizer = LmTokenizer::from_file(&path)?;
+    tokenizer.check_model_vocab(model_vocab)?;
+    Ok(Some(tokenizer))
 }
 
 /// Appends one evaluation to `metrics.jsonl`.
@@ -198,6 +212,7 @@ pub fn train_run(
         }
         None => {
             let (config, model, tokenizer) = load_run(dir, device)?;
+            let tokenizer = tokenizer.ok_or_else(|| no_tokenizer(dir))?;
             if config.depth != cfg.depth && cfg.depth.is_some() {
                 return Err(Error::Config(format!(
                     "the run has D = {:?}; continuing it with D = {:?} is not supported",
@@ -220,12 +235,19 @@ pub fn train_run(
     })?;
     config.steps_done += history.last().map_or(0, |m| m.step);
     config.train = cfg;
-    save_run(dir, &config, &model, &tokenizer)?;
+    save_run(dir, &config, &model, Some(&tokenizer))?;
     Ok((config, history))
 }
 
+fn no_tokenizer(dir: &Path) -> Error {
+    Error::RunDir { dir: dir.into(), message: format!("has no {TOKENIZER_FILE}: text cannot be tokenized for it") }
+}
+
 /// The tokens of a run's own validation text (re-tokenized from its corpus).
-pub fn run_tokens(config: &LmRunConfig, tokenizer: &LmTokenizer) -> Result<Tokens> {
+pub fn run_tokens(config: &LmRunConfig, tokenizer: Option<&LmTokenizer>) -> Result<Tokens> {
+    let Some(tokenizer) = tokenizer else {
+        return Err(Error::Config("the run has no tokenizer.json: its text cannot be tokenized".into()));
+    };
     let Some(corpus) = &config.text.corpus else {
         return Err(Error::Config("the run records no corpus; give the text to score explicitly".into()));
     };
@@ -240,4 +262,12 @@ pub fn ids_tensor(ids: &[u32], device: &Device) -> Result<Tensor> {
 /// Effective tensors of `model`, detached (for generation and scoring without gradients).
 pub fn detached(model: &Gpt) -> Result<BTreeMap<String, Tensor>> {
     model.effective()?.into_iter().map(|(k, t)| Ok((k, t.detach()))).collect()
+}
+
+/// The language-model description inside `architecture`, or an error for other models.
+pub fn language_model(architecture: &Architecture) -> Result<&GptConfig> {
+    match architecture {
+        Architecture::Gpt(c) => Ok(c),
+        other => Err(Error::Config(format!("not a language model: {}", serde_json::json!(other)["type"]))),
+    }
 }
