@@ -391,8 +391,7 @@ fn score(a: &ScoreArgs) -> Res {
             let corpus = lm.corpus.as_ref().ok_or("give a text FILE or --token-ids (the model records no corpus)")?;
             let tok = lm.tokenizer.as_ref().ok_or("the model directory has no tokenizer.json")?;
             let all = tok.encode(&dgating_nn::lm::Corpus::load(corpus)?.text)?;
-            let val = dgating_nn::lm::Corpus::split_tokens(&all, 0.1)?.1.to_vec();
-            val
+            dgating_nn::lm::Corpus::split_tokens(&all, lm.val_fraction)?.1.to_vec()
         }
     };
     let s = score_tokens(config, &lm.weights, &tokens, a.batch_size)?;

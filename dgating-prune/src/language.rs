@@ -170,6 +170,8 @@ pub struct LoadedLm {
     pub kind: &'static str,
     /// A run's corpus (`None` for exports and imported models without one).
     pub corpus: Option<String>,
+    /// A run's validation share (the end of its corpus).
+    pub val_fraction: f64,
 }
 
 /// Loads a language-model training run or a compacted export from `dir`.
@@ -186,6 +188,7 @@ pub fn load_lm(dir: &Path) -> Result<LoadedLm> {
             tokenizer,
             kind: "run",
             corpus: cfg.text.corpus,
+            val_fraction: cfg.text.val_fraction,
         });
     }
     let c = import(dir)?;
