@@ -200,5 +200,6 @@ pub fn load_lm(dir: &Path) -> Result<LoadedLm> {
         tokenizer,
         kind: "compact",
         corpus: None,
+        val_fraction: 0.1,
     })
 }
