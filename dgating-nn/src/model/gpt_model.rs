@@ -17,7 +17,7 @@ use crate::gates::{GateSet, scale_member};
 use crate::layers::GateInit;
 use crate::model::gpt::GptConfig;
 use crate::model::{Architecture, Model};
-use crate::ops::{LAYER_NORM_EPS, causal_attention, layer_norm, linear};
+use crate::ops::{LAYER_NORM_EPS, causal_attention, gelu, layer_norm, linear};
 use crate::params::{ParamRole, ParamStore};
 
 /// Keys and values of every block for the positions seen so far (generation).
@@ -250,7 +250,7 @@ pub fn forward_with(
             w[&GptConfig::key(&blk("mlp.proj"), "bias")].reshape((1, 1, c))?.broadcast_as((b, t, c))?.contiguous()?
         } else {
             let h = ln(&x, w, &blk("ln2"))?;
-            lin(&lin(&h, w, &blk("mlp.fc"))?.gelu()?, w, &blk("mlp.proj"))?
+            lin(&gelu(&lin(&h, w, &blk("mlp.fc"))?)?, w, &blk("mlp.proj"))?
         };
         x = (x + drop(y, dropout)?)?;
     }

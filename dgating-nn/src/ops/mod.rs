@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod fused_update;
 pub mod gate_product;
+pub mod gelu;
 pub mod group_scale;
 pub mod layer_norm;
 pub mod linear;
@@ -12,6 +13,7 @@ mod storage;
 
 pub use attention::{causal_attention, causal_mask, causal_softmax, softmax_last};
 pub use gate_product::{gate_product, gate_product_reference};
+pub use gelu::{gelu, gelu_reference};
 pub use group_scale::{GroupAxis, scale_cols_relu, scale_groups, scale_groups_reference};
 pub use layer_norm::{LAYER_NORM_EPS, layer_norm};
 pub use linear::{linear, linear_forward_f32, linear_reference, linear_relu, relu};
