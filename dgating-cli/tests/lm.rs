@@ -43,7 +43,7 @@ const TINY: &[&str] = &[
 #[test]
 fn train_prune_generate_score_on_a_tiny_gpt() {
     let dir = tempfile::tempdir().unwrap();
-    let text: String = std::iter::repeat("Call me Ishmael. The whale swims in the sea.\n").take(200).collect();
+    let text = "Call me Ishmael. The whale swims in the sea.\n".repeat(200);
     let corpus = dir.path().join("c.txt");
     std::fs::write(&corpus, text).unwrap();
     let run = dir.path().join("run");
