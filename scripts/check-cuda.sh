@@ -23,11 +23,16 @@ nvcc_version="13.4.92"
 cccl_version="13.3.5.0.6"
 
 if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
+    python3 -m venv "$venv" || exit 3
 fi
+# Exit status 3: the toolkit could not be installed (no registry); anything else non-zero: the
+# workspace does not build with CUDA.
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "nvidia-cuda-nvcc==$nvcc_version" "nvidia-cuda-runtime==$nvcc_version" \
-    "nvidia-cuda-crt==$nvcc_version" "nvidia-nvvm==$nvcc_version" "nvidia-cuda-cccl==$cccl_version"
+    "nvidia-cuda-crt==$nvcc_version" "nvidia-nvvm==$nvcc_version" "nvidia-cuda-cccl==$cccl_version" || {
+    echo "check-cuda: could not install the CUDA $nvcc_version wheels from PyPI" >&2
+    exit 3
+}
 
 cuda="$("$venv/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')"
 if [[ ! -x "$cuda/bin/nvcc" ]]; then
