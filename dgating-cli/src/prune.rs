@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dgating_core::{CutBy, Decision, GapRule, ReadOut, Threshold};
-use dgating_prune::{Evaluation, PruneReport, evaluate_dir, prune_run};
+use dgating_prune::{Evaluation, PruneReport, evaluate_dir_on, prune_run_on};
 
+use crate::device::DeviceArg;
 use crate::output::{json_line, pct, sizes};
 
 /// Arguments of `dgating prune`.
@@ -31,6 +32,8 @@ pub struct PruneArgs {
     /// Replace the model in a non-empty --out directory.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Print the report as one JSON object (the keys of `report.json`) instead of text.
     #[arg(long, conflicts_with = "quiet")]
     json: bool,
@@ -54,6 +57,8 @@ pub struct EvalArgs {
     /// Print the scores as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 fn print_report(r: &PruneReport) {
@@ -142,7 +147,7 @@ pub(crate) fn read_out_from(
 }
 
 pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let report = prune_run(&args.run_dir, &read_out(args)?, &args.out, args.force)?;
+    let report = prune_run_on(&args.run_dir, &read_out(args)?, &args.out, args.force, &args.device.device()?)?;
     if args.json {
         json_line(&serde_json::to_value(&report)?);
     } else if !args.quiet {
@@ -152,7 +157,7 @@ pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let e = evaluate_dir(&args.model_dir, args.data.as_deref(), args.target.as_deref())?;
+    let e = evaluate_dir_on(&args.model_dir, args.data.as_deref(), args.target.as_deref(), &args.device.device()?)?;
     if args.json {
         json_line(&serde_json::to_value(&e)?);
     } else {

@@ -14,7 +14,7 @@ pub mod residual;
 
 use std::collections::BTreeMap;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use dgating_core::Structure;
 
 use crate::error::Result;
@@ -59,6 +59,11 @@ pub fn architecture_of<M: Model + ?Sized>(model: &M) -> Result<Architecture> {
                   cut its tensors with dgating_prune::cut_tensors and rebuild it with your own code"
             .into(),
     })
+}
+
+/// The device `model`'s parameters live on (the CPU for a model without parameters).
+pub fn device_of<M: Model + ?Sized>(model: &M) -> Result<Device> {
+    Ok(model.params()?.iter().next().map_or(Device::Cpu, |p| p.var.device().clone()))
 }
 
 /// Every tensor of the function `model` computes, by key: the ungated variables as they are,
