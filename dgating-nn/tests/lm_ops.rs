@@ -149,8 +149,8 @@ fn gelu_is_the_tanh_approximation_with_a_gradient() {
     close(&gelu(&x).unwrap(), &expected, 1e-9);
     close(&gelu_reference(&x).unwrap(), &expected, 1e-9);
     let x = t(wave(9, 1.3, 0.2).iter().map(|v| 2.5 * v).collect(), &[9]);
-    check_grad(&[x.clone()], |v| gelu(&v[0]).unwrap());
-    check_grad(&[x.clone()], |v| gelu_reference(&v[0]).unwrap());
+    check_grad(std::slice::from_ref(&x), |v| gelu(&v[0]).unwrap());
+    check_grad(std::slice::from_ref(&x), |v| gelu_reference(&v[0]).unwrap());
     // The fused op and candle's agree in f32 on a large input (values and gradients).
     let big = Tensor::from_vec(
         (0..40_000).map(|i| ((i as f32) * 0.37).sin() * 4.0).collect::<Vec<_>>(),
