@@ -4,13 +4,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use dgating_nn::GateInit;
 use dgating_nn::lm::gpt2::import_gpt2;
 use dgating_nn::lm::run::{NewRun, TextSpec, language_model, train_run};
 use dgating_nn::lm::{GateOptim, LmMetrics, LmTrainConfig, Sampling, TokenizerSpec, generate, score_tokens};
-use dgating_prune::{LmPruneReport, load_lm, prune_lm_run};
+use dgating_prune::{LmPruneReport, load_lm_on, prune_lm_run_on};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{json_line, sizes};
@@ -125,6 +124,8 @@ pub struct LmTrainArgs {
     json: bool,
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Arguments of `dgating lm prune`.
@@ -150,6 +151,8 @@ pub struct LmPruneArgs {
     json: bool,
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Arguments of `dgating lm generate`.
@@ -170,6 +173,8 @@ pub struct GenerateArgs {
     seed: u64,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Arguments of `dgating lm score`.
@@ -187,6 +192,8 @@ pub struct ScoreArgs {
     batch_size: usize,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Arguments of `dgating lm import-gpt2`.
@@ -282,7 +289,7 @@ fn train(a: &LmTrainArgs) -> Res {
         );
         bar
     };
-    let (config, history) = train_run(&dir, new.as_ref(), &cfg, &Device::Cpu, |m| {
+    let (config, history) = train_run(&dir, new.as_ref(), &cfg, &a.device.device()?, |m| {
         if a.json {
             json_line(&serde_json::json!({"event": "eval", "metrics": m}));
         } else if !a.quiet {
@@ -339,7 +346,7 @@ fn print_prune(r: &LmPruneReport) {
 
 fn prune(a: &LmPruneArgs) -> Res {
     let read_out = crate::prune::read_out_from(a.threshold_abs, a.threshold_rel, a.gap_factor)?;
-    let report = prune_lm_run(&a.run_dir, &read_out, &a.out, a.force)?;
+    let report = prune_lm_run_on(&a.run_dir, &read_out, &a.out, a.force, &a.device.device()?)?;
     if a.json {
         json_line(&serde_json::to_value(&report)?);
     } else if !a.quiet {
@@ -349,7 +356,7 @@ fn prune(a: &LmPruneArgs) -> Res {
 }
 
 fn generate_cmd(a: &GenerateArgs) -> Res {
-    let lm = load_lm(&a.model_dir)?;
+    let lm = load_lm_on(&a.model_dir, &a.device.device()?)?;
     let tok = lm.tokenizer.as_ref().ok_or("the model directory has no tokenizer.json")?;
     let config = language_model(&lm.architecture)?;
     let prompt = tok.encode(&a.prompt)?;
@@ -379,7 +386,7 @@ fn parse_ids(path: &std::path::Path) -> Result<Vec<u32>, Box<dyn std::error::Err
 }
 
 fn score(a: &ScoreArgs) -> Res {
-    let lm = load_lm(&a.model_dir)?;
+    let lm = load_lm_on(&a.model_dir, &a.device.device()?)?;
     let config = language_model(&lm.architecture)?;
     let tokens = match (&a.file, &a.token_ids) {
         (_, Some(ids)) => parse_ids(ids)?,

@@ -94,6 +94,36 @@ fn train_prune_generate_score_on_a_tiny_gpt() {
         dgating(&["lm", "train", "--resume", run_s, "--steps", "5", "--eval-every", "5", "--quiet"]);
     assert_eq!(code, 0, "{stderr}");
 
+    // --device on every lm command that runs a model: `auto` falls back to the CPU and scores
+    // the same; an unknown device or CUDA in a build without it is a clear error.
+    let (code, stdout, stderr) =
+        dgating(&["lm", "score", small.to_str().unwrap(), corpus_s, "--json", "--device", "auto"]);
+    assert_eq!(code, 0, "{stderr}");
+    let auto = json(&stdout)["mean_nll"].as_f64().unwrap();
+    let (_, stdout, _) = dgating(&["lm", "score", small.to_str().unwrap(), corpus_s, "--json"]);
+    assert_eq!(auto, json(&stdout)["mean_nll"].as_f64().unwrap());
+    let out2 = dir.path().join("small2");
+    let with_device = |device: &str| -> Vec<(i32, String, String)> {
+        [
+            vec!["lm", "train", "--resume", run_s, "--steps", "1", "--quiet", "--device", device],
+            vec!["lm", "prune", run_s, "--out", out2.to_str().unwrap(), "--device", device],
+            vec!["lm", "generate", run_s, "--prompt", "Call", "--device", device],
+            vec!["lm", "score", run_s, "--device", device],
+        ]
+        .iter()
+        .map(|args| dgating(args))
+        .collect()
+    };
+    for (code, _, e) in with_device("tpu") {
+        assert!(code != 0 && e.contains("unknown device `tpu`"), "{e}");
+    }
+    if !cfg!(feature = "cuda") {
+        for (code, _, e) in with_device("cuda:1") {
+            assert!(code != 0 && e.contains("no CUDA support"), "{e}");
+        }
+    }
+    assert!(!out2.exists());
+
     // Bad input: a prompt longer than the context, a character the tokenizer never saw.
     let long = "a".repeat(40);
     let (code, _, stderr) = dgating(&["lm", "generate", run_s, "--prompt", &long]);

@@ -7,8 +7,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use dgating_core::GateConfig;
 use dgating_nn::ops::{
-    GroupAxis, gate_product, gate_product_reference, linear, linear_reference, linear_relu, scale_cols_relu,
-    scale_groups, scale_groups_reference,
+    GroupAxis, causal_attention, gate_product, gate_product_reference, gelu, gelu_reference, layer_norm, linear,
+    linear_reference, linear_relu, scale_cols_relu, scale_groups, scale_groups_reference,
 };
 use dgating_nn::optim::OptimizerKind;
 use dgating_nn::train::engine::TensorData;
@@ -107,6 +107,16 @@ fn fused_ops_match_composite_references(device: &Device) {
         |t| linear_relu(&t[0], &t[1], Some(&t[2]), "fc").unwrap(),
         |t| linear_reference(&t[0], &t[1], Some(&t[2])).unwrap().relu().unwrap(),
     );
+    check_op("gelu", device, &[&[4, 9]], |t| gelu(&t[0]).unwrap(), |t| gelu_reference(&t[0]).unwrap());
+}
+
+/// The language-model ops are composite (every step a candle op that back-propagates), so they
+/// run on every device as they are; on a GPU they must agree with the CPU in f64.
+fn lm_ops_match_the_cpu(device: &Device) {
+    let ln = |t: &[Tensor]| layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap();
+    check_op("layer_norm", device, &[&[3, 4, 8], &[8], &[8]], ln, ln);
+    let attn = |t: &[Tensor]| causal_attention(&t[0], &t[1], &t[2]).unwrap();
+    check_op("causal_attention", device, &[&[2, 3, 5, 4], &[2, 3, 5, 4], &[2, 3, 5, 4]], attn, attn);
 }
 
 /// A gated MLP trained for a few epochs on `device` ends where the same run on the CPU ends
@@ -138,4 +148,4 @@ fn training_follows_the_cpu(device: &Device) {
     }
 }
 
-dgating_nn::test_on_devices!(fused_ops_match_composite_references, training_follows_the_cpu);
+dgating_nn::test_on_devices!(fused_ops_match_composite_references, lm_ops_match_the_cpu, training_follows_the_cpu);

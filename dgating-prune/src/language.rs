@@ -94,15 +94,27 @@ pub fn tokens_per_second(
 /// against the masked gated one on the run's validation text, and writes `model.safetensors`,
 /// `config.json` (dgating-compact-v2), `tokenizer.json` and `report.json` to `out_dir`.
 pub fn prune_lm_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path, force: bool) -> Result<LmPruneReport> {
+    prune_lm_run_on(run_dir, read_out, out_dir, force, &Device::Cpu)
+}
+
+/// [`prune_lm_run`] with the verification, scoring and timing on `device`; the files written
+/// are the same on every device (the export is written from a CPU copy).
+pub fn prune_lm_run_on(
+    run_dir: &Path,
+    read_out: &ReadOut,
+    out_dir: &Path,
+    force: bool,
+    device: &Device,
+) -> Result<LmPruneReport> {
     check_out_dir(run_dir, out_dir, force)?;
-    let (cfg, model, tokenizer) = load_run(run_dir, &Device::Cpu)?;
+    let (cfg, model, tokenizer) = load_run(run_dir, device)?;
     let created = !out_dir.exists();
     let lock = DirLock::exclusive(out_dir)?;
     let result = check_out_dir(run_dir, out_dir, force).and_then(|()| {
         let tokens = run_tokens(&cfg, tokenizer.as_ref())?;
         let block = language_model(&cfg.architecture)?.block_size;
         let windows = LM_VERIFY_WINDOWS.min(tokens.val.len().saturating_sub(1) / block);
-        let val_loss_gated = val_loss(&model, &tokens.val, block, windows, &Device::Cpu)?;
+        let val_loss_gated = val_loss(&model, &tokens.val, block, windows, device)?;
         let plan = PrunePlan::with_read_out(&model, read_out)?;
         let compacted = compact(&model, &plan)?;
         let dense = compact(&model, &PrunePlan::keep_all(&model)?)?;
@@ -113,15 +125,15 @@ pub fn prune_lm_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path, force: b
                 set.drop_groups(&store, &d.keep)?;
             }
         }
-        let val_loss_masked = val_loss(&model, &tokens.val, block, windows, &Device::Cpu)?;
-        export(&compacted, out_dir)?;
+        let val_loss_masked = val_loss(&model, &tokens.val, block, windows, device)?;
+        export(&compacted.to_device(&Device::Cpu)?, out_dir)?;
         if let Some(t) = &tokenizer {
             t.save(&out_dir.join(TOKENIZER_FILE))?;
         }
-        let back = import(out_dir)?;
-        let val_loss_compact = val_loss(&back.model, &tokens.val, block, windows, &Device::Cpu)?;
+        let back = import(out_dir)?.to_device(device)?;
+        let val_loss_compact = val_loss(&back.model, &tokens.val, block, windows, device)?;
         let n = block.min(tokens.val.len());
-        let x = Tensor::from_vec(tokens.val[..n].to_vec(), (1, n), &Device::Cpu)?;
+        let x = Tensor::from_vec(tokens.val[..n].to_vec(), (1, n), device)?;
         let max_rel_diff = max_rel(&back.model.forward(&x)?, &model.forward(&x)?)?;
         let prompt = &tokens.val[..n.min(8)];
         let steps = LM_TIMING_TOKENS.min(block);
@@ -174,14 +186,19 @@ pub struct LoadedLm {
     pub val_fraction: f64,
 }
 
-/// Loads a language-model training run or a compacted export from `dir`.
+/// Loads a language-model training run or a compacted export from `dir`, on the CPU.
 pub fn load_lm(dir: &Path) -> Result<LoadedLm> {
+    load_lm_on(dir, &Device::Cpu)
+}
+
+/// [`load_lm`] with the weights on `device` (generation and scoring run where the weights are).
+pub fn load_lm_on(dir: &Path, device: &Device) -> Result<LoadedLm> {
     let path = dir.join(RUN_CONFIG);
     let bytes = std::fs::read(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
     if value.get("kind").and_then(|k| k.as_str()) == Some(LM_RUN_KIND) {
-        let (cfg, model, tokenizer) = load_run(dir, &Device::Cpu)?;
+        let (cfg, model, tokenizer) = load_run(dir, device)?;
         return Ok(LoadedLm {
             weights: detached(&model)?,
             architecture: cfg.architecture,
@@ -191,7 +208,7 @@ pub fn load_lm(dir: &Path) -> Result<LoadedLm> {
             val_fraction: cfg.text.val_fraction,
         });
     }
-    let c = import(dir)?;
+    let c = import(dir)?.to_device(device)?;
     language_model(c.architecture())?;
     let tokenizer = read_tokenizer(dir, c.architecture().input_dim())?;
     Ok(LoadedLm {

@@ -24,7 +24,7 @@ pub use format::{
     COMPACT_FORMAT, COMPACT_FORMAT_V1, CONFIG_FILE, CompactConfig, GroupsRemoved, HeldOutSource, InputSpec, KeptDim,
     MODEL_FILE, Provenance, TrainingRecord,
 };
-pub use language::{LmPruneReport, LoadedLm, load_lm, prune_lm_run};
+pub use language::{LmPruneReport, LoadedLm, load_lm, load_lm_on, prune_lm_run, prune_lm_run_on};
 pub use pipeline::{measure_latency, prune_run, prune_run_on};
 pub use plan::{DimPlan, PrunePlan, set_norms, threshold};
 pub use report::{Cost, Evaluation, Latency, PruneReport};
