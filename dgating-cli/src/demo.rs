@@ -74,11 +74,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "dense_accuracy": dense,
             "prune": report,
             "reloaded": reloaded,
+            "language": crate::demo_lm::run(&args.out, true)?,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     print_main_job(dense, &report, &reloaded, &compact_dir);
+    crate::demo_lm::run(&args.out, false)?;
     Ok(())
 }
 
@@ -88,7 +90,7 @@ fn prepare_out(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     if out.exists() {
         for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
             let name = entry?.file_name();
-            if !SUBDIRS.iter().any(|s| name == *s) {
+            if !SUBDIRS.iter().chain(&crate::demo_lm::SUBDIRS).any(|s| name == *s) {
                 return Err(format!(
                     "{} holds `{}`, which the demo did not write; choose another --out",
                     out.display(),
@@ -97,7 +99,7 @@ fn prepare_out(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
         }
-        for s in SUBDIRS {
+        for s in SUBDIRS.iter().chain(&crate::demo_lm::SUBDIRS) {
             let dir = out.join(s);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
