@@ -35,6 +35,9 @@ pub struct DemoArgs {
     /// Print the full reports as JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Training steps of the language model (fewer for quick tests).
+    #[arg(long, default_value_t = crate::demo_lm::STEPS, hide = true)]
+    lm_steps: usize,
 }
 
 /// The main job's settings: measured on this project's 2-core machine, ~1 s of training, and
@@ -74,13 +77,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "dense_accuracy": dense,
             "prune": report,
             "reloaded": reloaded,
-            "language": crate::demo_lm::run(&args.out, true)?,
+            "language": crate::demo_lm::run(&args.out, args.lm_steps, true)?,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     print_main_job(dense, &report, &reloaded, &compact_dir);
-    crate::demo_lm::run(&args.out, false)?;
+    crate::demo_lm::run(&args.out, args.lm_steps, false)?;
     Ok(())
 }
 

@@ -20,12 +20,13 @@ const N_LAYER: usize = 2;
 const N_HEAD: usize = 4;
 const N_EMBD: usize = 64;
 const BLOCK: usize = 64;
-const STEPS: usize = 800;
+/// Training steps (the demo's hidden `--lm-steps` changes it for tests).
+pub const STEPS: usize = 800;
 const BATCH: usize = 16;
 const LR: f64 = 3e-3;
 const PROMPT: &str = "Call me Ishmael. ";
 
-pub fn run(out: &Path, json: bool) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+pub fn run(out: &Path, steps: usize, json: bool) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let (gated, compact) = (out.join(SUBDIRS[0]), out.join(SUBDIRS[1]));
     let new = NewRun {
         n_layer: N_LAYER,
@@ -35,11 +36,11 @@ pub fn run(out: &Path, json: bool) -> Result<serde_json::Value, Box<dyn std::err
         text: TextSpec { corpus: Some(MOBY_DICK.into()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let cfg = LmTrainConfig {
-        steps: STEPS,
+        steps,
         batch_size: BATCH,
         lr: LR,
         warmup: 30,
-        eval_every: STEPS,
+        eval_every: steps,
         eval_windows: 32,
         ..LmTrainConfig::default()
     };
@@ -73,7 +74,8 @@ fn print(r: &LmPruneReport, train_s: f64, val: f64, sample: &str, cfg: &LmTrainC
          character-level, last 10% held out"
     );
     println!(
-        "trained {STEPS} steps x {BATCH} x {BLOCK} tokens in {train_s:.0} s (D = {}, lambda = {}, Adam + SGD gates at {}): val loss {val:.4}",
+        "trained {} steps x {BATCH} x {BLOCK} tokens in {train_s:.0} s (D = {}, lambda = {}, Adam + SGD gates at {}): val loss {val:.4}",
+        cfg.steps,
         cfg.depth.unwrap_or(0),
         cfg.lambda,
         cfg.gate_lr
