@@ -1,5 +1,5 @@
 //! Reading a Hugging Face transformers GPT-2 directory (`config.json` + `model.safetensors`)
-//! into a [`Gpt`] with the same function.
+//! into a [`Gpt`](crate::model::Gpt) with the same function.
 //!
 //! transformers stores GPT-2's linear layers as `Conv1D` with weights `[in, out]` (the
 //! transpose of ours), and `attn.c_attn` holds q, k and v side by side (`[C, 3C]`: columns
