@@ -35,6 +35,9 @@ pub struct DemoArgs {
     /// Print the full reports as JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Training steps of the language model (fewer for quick tests).
+    #[arg(long, default_value_t = crate::demo_lm::STEPS, hide = true)]
+    lm_steps: usize,
 }
 
 /// The main job's settings: measured on this project's 2-core machine, ~1 s of training, and
@@ -74,11 +77,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             "dense_accuracy": dense,
             "prune": report,
             "reloaded": reloaded,
+            "language": crate::demo_lm::run(&args.out, args.lm_steps, true)?,
         });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     print_main_job(dense, &report, &reloaded, &compact_dir);
+    crate::demo_lm::run(&args.out, args.lm_steps, false)?;
     Ok(())
 }
 
@@ -88,7 +93,7 @@ fn prepare_out(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     if out.exists() {
         for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
             let name = entry?.file_name();
-            if !SUBDIRS.iter().any(|s| name == *s) {
+            if !SUBDIRS.iter().chain(&crate::demo_lm::SUBDIRS).any(|s| name == *s) {
                 return Err(format!(
                     "{} holds `{}`, which the demo did not write; choose another --out",
                     out.display(),
@@ -97,7 +102,7 @@ fn prepare_out(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
         }
-        for s in SUBDIRS {
+        for s in SUBDIRS.iter().chain(&crate::demo_lm::SUBDIRS) {
             let dir = out.join(s);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

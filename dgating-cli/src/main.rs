@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod demo;
+mod demo_lm;
 mod device;
 mod lm;
 mod output;

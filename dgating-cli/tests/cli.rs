@@ -78,9 +78,12 @@ fn demo_runs_end_to_end_and_its_export_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let out_s = out.to_str().unwrap();
-    let (code, stdout, stderr) = dgating(&["demo", "--out", out_s]);
+    // The language part with 40 training steps instead of the demo's 800 (CI time).
+    let (code, stdout, stderr) = dgating(&["demo", "--out", out_s, "--lm-steps", "40"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.matches(" yes ").count(), 3, "{stdout}");
+    assert!(stdout.contains("3. language model") && stdout.contains("greedy tokens identical: true"), "{stdout}");
+    assert!(out.join("lm-compact/tokenizer.json").exists());
     assert!(stdout.contains("reloaded from disk") && stdout.contains("kept features"), "{stdout}");
     let compact = out.join("compact");
     for f in ["model.safetensors", "config.json", "report.json"] {
@@ -96,10 +99,10 @@ fn demo_runs_end_to_end_and_its_export_reloads() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("compacted model on 569 rows"), "{stdout}");
 
-    let (code, _, stderr) = dgating(&["demo", "--out", out_s]);
+    let (code, _, stderr) = dgating(&["demo", "--out", out_s, "--lm-steps", "10"]);
     assert_eq!(code, 0, "re-run: {stderr}");
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
-    let (code, _, stderr) = dgating(&["demo", "--out", out_s]);
+    let (code, _, stderr) = dgating(&["demo", "--out", out_s, "--lm-steps", "10"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("notes.txt") && !stderr.contains("panicked"), "{stderr}");
     assert!(out.join("notes.txt").exists() && compact.join("model.safetensors").exists());

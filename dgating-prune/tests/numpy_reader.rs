@@ -78,3 +78,40 @@ fn the_documented_numpy_reader_reproduces_both_architectures() {
     assert_eq!(c.sizes().unwrap()["stream"], 4);
     check(&c, &inputs(9, 5, 2));
 }
+
+#[test]
+fn the_documented_numpy_reader_reproduces_a_pruned_gpt() {
+    if !numpy_available() {
+        eprintln!("skipped: python3 with numpy is not installed");
+        return;
+    }
+    use candle_core::{DType, Device, Tensor};
+    let arch = Architecture::Gpt(dgating_nn::model::GptConfig::nano(13, 8, 3, 4, 16).unwrap());
+    let g = arch.build(Some(3), GateInit::Balanced, 4, DType::F32, &Device::Cpu).unwrap();
+    let store = g.params().unwrap();
+    let sets = g.gate_sets();
+    sets[0].drop_groups(&store, &[true, false, false, true]).unwrap(); // blocks.0.heads
+    sets[2].drop_groups(&store, &[false; 4]).unwrap(); // blocks.1.heads: none left
+    sets[5].drop_groups(&store, &(0..64).map(|i| i % 4 == 0).collect::<Vec<_>>()).unwrap(); // blocks.2.mlp
+    let c = compact(&g, &PrunePlan::new(&g, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
+    let Architecture::Gpt(cfg) = c.architecture() else { panic!() };
+    assert_eq!((cfg.heads.clone(), cfg.mlp.clone()), (vec![2, 0, 4], vec![64, 64, 16]));
+    let dir = tempfile::tempdir().unwrap();
+    export(&c, dir.path()).unwrap();
+    let ids: Vec<Vec<u32>> = vec![(0..8).map(|i| (i * 5 + 1) % 13).collect(), (0..8).map(|i| (i * 3) % 13).collect()];
+    std::fs::write(dir.path().join("x.json"), serde_json::to_vec(&ids).unwrap()).unwrap();
+    let script = format!(
+        "{}\nimport sys\ncfg, t = load(sys.argv[1])\nx = json.load(open(sys.argv[1] + '/x.json'))\n\
+         print(json.dumps(predict(cfg, t, x).astype(float).ravel().tolist()))\n",
+        reader()
+    );
+    let out = Command::new("python3").arg("-c").arg(script).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ys: Vec<f64> = serde_json::from_slice(&out.stdout).unwrap();
+    let x = Tensor::from_vec(ids.concat(), (2, 8), &Device::Cpu).unwrap();
+    let expected: Vec<f32> = c.model.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(ys.len(), expected.len());
+    for (a, b) in ys.iter().zip(&expected) {
+        assert!((a - f64::from(*b)).abs() <= 1e-4 * (1.0 + f64::from(b.abs())), "numpy {a} vs rust {b}");
+    }
+}

@@ -1,0 +1,320 @@
+//! Attention heads removed from a character-level GPT on Moby Dick: D-Gating (the recipe of
+//! `dgating lm train`) against magnitude (head-norm) pruning of the dense model, both
+//! fine-tuned for the same number of steps after the cut. One JSON line per result on stdout
+//! (progress on stderr); docs/EXPERIMENTS.md ("Language models") has the commands and results.
+//!
+//! ```sh
+//! cargo build --release -p dgating-bench --example lm_heads
+//! nice -n 5 target/release/examples/lm_heads --steps 600 --ft-steps 100 --lambdas 0.01,0.03 > heads.jsonl
+//! ```
+//!
+//! What it does, all on the built-in Moby Dick, character-level, last 10% held out:
+//!
+//! 1. trains the dense model (`--steps`, Adam, the same schedule and seed as the gated runs);
+//! 2. for each `λ` in `--lambdas` (and `D` in `--depths`): trains the gated model with the
+//!    recipe, reads the heads out with the default read-out (MLP neurons are kept, so that
+//!    both methods differ only in heads), cuts them out ([`dgating_prune::compact`]), and
+//!    fine-tunes the compacted dense model for `--ft-steps` (`λ = 0`);
+//! 3. magnitude baseline: removes the same number of heads from the dense model — those with
+//!    the smallest norm relative to their block's largest head (q, k, v rows and biases,
+//!    output-projection columns) — and fine-tunes it for the same `--ft-steps`; also at
+//!    `--magnitude-k` heads.
+//!
+//! Validation losses are on the first `--eval-windows` windows of `block_size` tokens of the
+//! validation text. Other arguments: `--n-layer 4 --n-head 8 --n-embd 256 --block 128
+//! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use dgating_core::ReadOut;
+use dgating_nn::layers::GateInit;
+use dgating_nn::lm::run::tokenize;
+use dgating_nn::lm::train::{relative_norms, val_loss};
+use dgating_nn::lm::{Corpus, GateOptim, LmMetrics, LmTokenizer, LmTrainConfig, MOBY_DICK, TokenizerSpec, train_lm};
+use dgating_nn::model::{Gpt, GptConfig};
+use dgating_nn::{Architecture, Model};
+use dgating_prune::{PrunePlan, compact};
+use serde_json::json;
+
+struct Args {
+    n_layer: usize,
+    n_head: usize,
+    n_embd: usize,
+    block: usize,
+    batch: usize,
+    steps: usize,
+    ft_steps: usize,
+    lr: f64,
+    ft_lr: f64,
+    warmup: usize,
+    lambdas: Vec<f64>,
+    depths: Vec<usize>,
+    magnitude_k: Vec<usize>,
+    eval_windows: usize,
+    eval_every: usize,
+    seed: u64,
+    gate_optim: GateOptim,
+    skip_dense: bool,
+}
+
+const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
+                     [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
+                     [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
+                     [--skip-dense 0|1]";
+
+fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    v.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().parse::<T>().map_err(|e| format!("{s}: {e}"))).collect()
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        n_layer: 4,
+        n_head: 8,
+        n_embd: 256,
+        block: 128,
+        batch: 16,
+        steps: 600,
+        ft_steps: 100,
+        lr: 1e-3,
+        ft_lr: 3e-4,
+        warmup: 50,
+        lambdas: vec![0.01],
+        depths: vec![3],
+        magnitude_k: vec![],
+        eval_windows: 200,
+        eval_every: 0,
+        seed: 0,
+        gate_optim: GateOptim::Recipe,
+        skip_dense: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let n = || v.parse::<usize>().map_err(|e| format!("{flag} {v}: {e}"));
+        let f = || v.parse::<f64>().map_err(|e| format!("{flag} {v}: {e}"));
+        match flag.as_str() {
+            "--n-layer" => a.n_layer = n()?,
+            "--n-head" => a.n_head = n()?,
+            "--n-embd" => a.n_embd = n()?,
+            "--block" => a.block = n()?,
+            "--batch" => a.batch = n()?,
+            "--steps" => a.steps = n()?,
+            "--ft-steps" => a.ft_steps = n()?,
+            "--lr" => a.lr = f()?,
+            "--ft-lr" => a.ft_lr = f()?,
+            "--warmup" => a.warmup = n()?,
+            "--lambdas" => a.lambdas = list(&v)?,
+            "--depths" => a.depths = list(&v)?,
+            "--magnitude-k" => a.magnitude_k = list(&v)?,
+            "--eval-windows" => a.eval_windows = n()?,
+            "--eval-every" => a.eval_every = n()?,
+            "--seed" => a.seed = n()? as u64,
+            "--skip-dense" => a.skip_dense = n()? != 0,
+            "--gate-optim" => {
+                a.gate_optim = match v.as_str() {
+                    "recipe" => GateOptim::Recipe,
+                    "adam" => GateOptim::Adam,
+                    o => return Err(format!("--gate-optim {o}: recipe or adam")),
+                }
+            }
+            _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
+        }
+    }
+    if a.steps == 0 || a.batch == 0 || a.eval_windows == 0 {
+        return Err("--steps, --batch and --eval-windows must be >= 1".into());
+    }
+    Ok(a)
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Ctx {
+    args: Args,
+    train: Vec<u32>,
+    val: Vec<u32>,
+    config: GptConfig,
+    started: Instant,
+}
+
+impl Ctx {
+    fn train_cfg(&self, depth: Option<usize>, lambda: f64) -> LmTrainConfig {
+        let a = &self.args;
+        LmTrainConfig {
+            steps: a.steps,
+            batch_size: a.batch,
+            lr: a.lr,
+            warmup: a.warmup,
+            depth,
+            lambda,
+            gate_optim: a.gate_optim,
+            seed: a.seed,
+            eval_every: if a.eval_every == 0 { a.steps } else { a.eval_every },
+            eval_windows: a.eval_windows.min(64),
+            ..LmTrainConfig::default()
+        }
+    }
+
+    fn val(&self, m: &Gpt) -> Res<f64> {
+        Ok(val_loss(m, &self.val, self.args.block, self.args.eval_windows, &Device::Cpu)?)
+    }
+
+    fn train(&self, m: &Gpt, cfg: &LmTrainConfig, what: &str) -> Res<Vec<LmMetrics>> {
+        let t = Instant::now();
+        let h = train_lm(m, cfg, &self.train, &self.val, |e| {
+            let active = e.active(ReadOut::DEFAULT_RELATIVE);
+            eprintln!(
+                "[{:6.0}s] {what} step {} train {:.4} val(64) {:.4} active {:?}",
+                self.started.elapsed().as_secs_f64(),
+                e.step,
+                e.train_loss,
+                e.val_loss,
+                active.iter().map(|(_, n)| *n).collect::<Vec<_>>()
+            );
+            Ok(true)
+        })?;
+        eprintln!("{what}: {} steps in {:.0} s", cfg.steps, t.elapsed().as_secs_f64());
+        Ok(h)
+    }
+
+    /// Cuts `masks` (one keep-mask per gate set) out of `m`, fine-tunes the smaller dense
+    /// model, and returns (heads per block, val before, val after, seconds).
+    fn cut_and_tune(&self, m: &Gpt, masks: Vec<Vec<bool>>, what: &str) -> Res<serde_json::Value> {
+        let plan = PrunePlan::from_set_masks(m, masks)?;
+        let c = compact(m, &plan)?;
+        let Architecture::Gpt(cfg) = c.architecture().clone() else { return Err("not a GPT".into()) };
+        let small = Gpt::from_tensors(cfg.clone(), &c.tensors()?)?;
+        let before = self.val(&small)?;
+        let mut after = before;
+        let t = Instant::now();
+        if self.args.ft_steps > 0 {
+            let ft = LmTrainConfig {
+                steps: self.args.ft_steps,
+                lr: self.args.ft_lr,
+                warmup: 0,
+                ..self.train_cfg(None, 0.0)
+            };
+            self.train(&small, &ft, &format!("{what} fine-tune"))?;
+            after = self.val(&small)?;
+        }
+        Ok(json!({
+            "heads": cfg.heads, "mlp": cfg.mlp, "params": c.num_params()?,
+            "val_cut": before, "val_ft": after, "ft_seconds": t.elapsed().as_secs_f64(),
+        }))
+    }
+
+    /// Keep-masks removing the `k` heads with the smallest norm relative to their block's
+    /// largest head (MLP neurons kept).
+    fn magnitude_masks(&self, m: &Gpt, k: usize) -> Res<Vec<Vec<bool>>> {
+        let rel = relative_norms(m)?;
+        let mut heads: Vec<(f64, usize, usize)> = vec![];
+        for (s, (dim, n)) in rel.iter().enumerate() {
+            if dim.ends_with(".heads") {
+                heads.extend(n.iter().enumerate().map(|(i, &v)| (v, s, i)));
+            }
+        }
+        heads.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut masks: Vec<Vec<bool>> = rel.iter().map(|(_, n)| vec![true; n.len()]).collect();
+        for &(_, s, i) in heads.iter().take(k) {
+            masks[s][i] = false;
+        }
+        Ok(masks)
+    }
+}
+
+fn emit(v: serde_json::Value) {
+    println!("{v}");
+}
+
+fn main() -> Res<()> {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: before any other thread exists.
+    unsafe { dgating_nn::runtime::configure() };
+    let corpus = Corpus::load(MOBY_DICK)?;
+    let tok = LmTokenizer::build(&TokenizerSpec::Char, &corpus.text)?;
+    let tokens = tokenize(&tok, &corpus, 0.1)?;
+    let config = GptConfig::nano(tok.vocab_size(), args.block, args.n_layer, args.n_head, args.n_embd)?;
+    let ctx = Ctx { train: tokens.train, val: tokens.val, config, started: Instant::now(), args };
+    let a = &ctx.args;
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    emit(json!({
+        "kind": "setup", "n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block": a.block,
+        "batch": a.batch, "steps": a.steps, "ft_steps": a.ft_steps, "lr": a.lr, "ft_lr": a.ft_lr,
+        "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
+        "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
+        "vocab": ctx.config.vocab_size, "threads": threads,
+    }));
+    let total_heads = a.n_layer * a.n_head;
+
+    let mut ks: Vec<usize> = a.magnitude_k.clone();
+    let dense = (!a.skip_dense)
+        .then(|| -> Res<Gpt> {
+            let m = Gpt::new(ctx.config.clone(), None, GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
+            let t = Instant::now();
+            ctx.train(&m, &ctx.train_cfg(None, 0.0), "dense")?;
+            let secs = t.elapsed().as_secs_f64();
+            emit(json!({"kind": "dense", "val": ctx.val(&m)?, "train_seconds": secs,
+                        "head_norms": relative_norms(&m)?.into_iter().filter(|(d, _)| d.ends_with(".heads")).collect::<BTreeMap<_, _>>()}));
+            Ok(m)
+        })
+        .transpose()?;
+
+    for &depth in &a.depths {
+        for &lambda in &a.lambdas {
+            let what = format!("D={depth} lambda={lambda}");
+            let m = Gpt::new(ctx.config.clone(), Some(depth), GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
+            let t = Instant::now();
+            let history = ctx.train(&m, &ctx.train_cfg(Some(depth), lambda), &what)?;
+            let secs = t.elapsed().as_secs_f64();
+            let val_gated = ctx.val(&m)?;
+            let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
+            let masks: Vec<Vec<bool>> = m
+                .gate_sets()
+                .iter()
+                .map(|s| {
+                    let keep = read.dim(s.dim()).map(|d| d.keep.clone()).unwrap_or_default();
+                    if s.dim().ends_with(".heads") { keep } else { vec![true; keep.len()] }
+                })
+                .collect();
+            let removed: usize = masks.iter().map(|k| k.iter().filter(|&&b| !b).count()).sum();
+            let rel = relative_norms(&m)?;
+            let cut = ctx.cut_and_tune(&m, masks, &what)?;
+            emit(json!({
+                "kind": "dgating", "depth": depth, "lambda": lambda, "gate_optim": a.gate_optim,
+                "val_gated": val_gated, "train_seconds": secs, "heads_removed": removed,
+                "heads_removed_pct": 100.0 * removed as f64 / total_heads as f64,
+                "cut": cut,
+                "head_norms": rel.into_iter().filter(|(d, _)| d.ends_with(".heads")).collect::<BTreeMap<_, _>>(),
+                "history": history.iter().map(|h| json!({"step": h.step, "val": h.val_loss,
+                    "active_heads": h.active(ReadOut::DEFAULT_RELATIVE).iter().filter(|(d, _)| d.ends_with(".heads")).map(|(_, n)| *n).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+            }));
+            if removed > 0 && !ks.contains(&removed) {
+                ks.push(removed);
+            }
+        }
+    }
+
+    if let Some(m) = &dense {
+        ks.sort_unstable();
+        for k in ks.into_iter().filter(|&k| k > 0 && k <= total_heads) {
+            let cut = ctx.cut_and_tune(m, ctx.magnitude_masks(m, k)?, &format!("magnitude k={k}"))?;
+            emit(json!({"kind": "magnitude", "heads_removed": k,
+                        "heads_removed_pct": 100.0 * k as f64 / total_heads as f64, "cut": cut}));
+        }
+    }
+    eprintln!("total {:.0} s", ctx.started.elapsed().as_secs_f64());
+    Ok(())
+}
