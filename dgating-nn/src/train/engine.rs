@@ -200,7 +200,7 @@ impl<'m, M: Model> Trainer<'m, M> {
         for (s, idx) in batches.iter().enumerate() {
             let step = self.optimizer.steps();
             lr = cfg.schedule.rate(cfg.lr, step, total_steps);
-            let out = self.model.forward(&train.rows(idx)?)?;
+            let out = self.model.forward_train(&train.rows(idx)?)?;
             let (data_loss, _) = train.loss(&out, idx)?;
             let loss = match cfg.mode {
                 Mode::Direct => (&data_loss + self.direct_penalty()?)?,
