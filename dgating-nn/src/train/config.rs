@@ -100,6 +100,9 @@ pub struct TrainConfig {
     /// feature).
     #[serde(default)]
     pub device: DeviceSpec,
+    /// Augmentation of training images (conv nets only).
+    #[serde(default)]
+    pub augment: Option<crate::data::Augment>,
 }
 
 /// The device a run computes on.
@@ -178,6 +181,7 @@ impl TrainConfig {
             gate_init: GateInit::Ones,
             device: DeviceSpec::Cpu,
             warmup: None,
+            augment: None,
         }
     }
 

@@ -200,7 +200,15 @@ impl<'m, M: Model> Trainer<'m, M> {
         for (s, idx) in batches.iter().enumerate() {
             let step = self.optimizer.steps();
             lr = cfg.schedule.rate(cfg.lr, step, total_steps);
-            let out = self.model.forward_train(&train.rows(idx)?)?;
+            let mut x = train.rows(idx)?;
+            if let Some(a) = cfg.augment.filter(|a| !a.is_identity()) {
+                let shape =
+                    self.model.architecture().and_then(|a| a.image_shape()).ok_or_else(|| {
+                        Error::Config("augmentation needs a conv net (a model that reads images)".into())
+                    })?;
+                x = a.apply(&x, shape, cfg.seed ^ ((step as u64) << 16) ^ 0x5eed)?;
+            }
+            let out = self.model.forward_train(&x)?;
             let (data_loss, _) = train.loss(&out, idx)?;
             let loss = match cfg.mode {
                 Mode::Direct => (&data_loss + self.direct_penalty()?)?,
