@@ -32,6 +32,7 @@ pub enum Architecture {
     /// A plain conv net: LeNet-5, VGG ([`ConvNet`]).
     ConvNet(ConvNetConfig),
     /// A CIFAR-style ResNet ([`ResNet`]).
+    #[serde(rename = "resnet")]
     ResNet(ResNetConfig),
 }
 
