@@ -87,6 +87,13 @@ fn fused_conv_matches_candle() {
         ((2, 3, 6, 6), (4, 3, 1, 1), Conv2dParams::new(2, 0)),
         ((5, 1, 8, 8), (3, 1, 5, 5), Conv2dParams::new(1, 2)),
         ((33, 2, 5, 5), (3, 2, 3, 3), Conv2dParams::new(1, 0)),
+        // Edges: a 1x1 map under a padded 3x3 kernel, stride larger than the kernel, a kernel
+        // wider than the padding reaches. (candle's own conv2d backward fails with a shape
+        // mismatch when the stride leaves a remainder, e.g. 7x5 input, 2x2 kernel, stride 3,
+        // padding 1; that case is checked against finite differences below instead.)
+        ((3, 2, 1, 1), (2, 2, 3, 3), Conv2dParams::new(1, 1)),
+        ((2, 2, 7, 7), (3, 2, 2, 2), Conv2dParams::new(3, 1)),
+        ((2, 1, 2, 3), (2, 1, 5, 5), Conv2dParams::new(1, 2)),
     ];
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
         for (xs, ws, p) in cases {
@@ -177,6 +184,16 @@ fn conv_gradients_match_finite_differences() {
             &[x.clone(), w.clone(), b.clone()],
             &|t| conv2d_relu(&t[0], &t[1], Some(&t[2]), p, "t").unwrap(),
             &format!("conv2d_relu {p:?}"),
+        );
+    }
+    // Strides that leave a remainder (the last input rows/columns are never read).
+    let x = var(2 * 2 * 7 * 5, &[2, 2, 7, 5], |i| (0.37 * i).sin());
+    let w = var(3 * 2 * 4, &[3, 2, 2, 2], |i| 0.4 * (0.29 * i).cos());
+    for p in [Conv2dParams::new(3, 1), Conv2dParams::new(2, 0)] {
+        check_fd(
+            &[x.clone(), w.clone(), b.clone()],
+            &|t| conv2d(&t[0], &t[1], Some(&t[2]), p, "t").unwrap(),
+            &format!("conv2d {p:?} 7x5"),
         );
     }
 }

@@ -51,43 +51,71 @@ fn f<T: Float>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
 }
 
-/// Sums per channel of `a(x) · b(x')` over the batch, in f64, channels in parallel.
-fn channel_sums<T: Float>(
-    x: &[T],
-    (n, c, hw): (usize, usize, usize),
-    value: impl Fn(usize, usize) -> (f64, f64) + Sync,
-) -> Vec<(f64, f64)> {
-    let _ = x;
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let mut acc = (0.0, 0.0);
-            for b in 0..n {
-                let base = (b * c + ch) * hw;
-                for i in base..base + hw {
-                    let (p, q) = value(i, ch);
-                    acc.0 += p;
-                    acc.1 += q;
-                }
-            }
-            acc
-        })
-        .collect()
+/// `(Σ p(v), Σ q(v))` over `v` in `x` with 8 accumulator lanes (so the loop vectorizes),
+/// widened to f64 at the end.
+fn lane_sums<T: Float>(x: &[T], g: Option<&[T]>, f: impl Fn(T, T) -> (T, T)) -> (f64, f64) {
+    let mut a = [T::zero(); 8];
+    let mut b = [T::zero(); 8];
+    let gs = g.unwrap_or(x);
+    let (xc, gc) = (x.chunks_exact(8), gs.chunks_exact(8));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (xs, gs) in xc.zip(gc) {
+        for l in 0..8 {
+            let (p, q) = f(xs[l], gs[l]);
+            a[l] = a[l] + p;
+            b[l] = b[l] + q;
+        }
+    }
+    let (mut sa, mut sb) = (0.0f64, 0.0f64);
+    for l in 0..8 {
+        sa += a[l].to_f64().unwrap_or(f64::NAN);
+        sb += b[l].to_f64().unwrap_or(f64::NAN);
+    }
+    for (&xv, &gv) in xr.iter().zip(gr) {
+        let (p, q) = f(xv, gv);
+        sa += p.to_f64().unwrap_or(f64::NAN);
+        sb += q.to_f64().unwrap_or(f64::NAN);
+    }
+    (sa, sb)
 }
 
-/// Writes `out[i] = g(i, channel)` for every element, samples in parallel.
-fn per_channel_map<T: Float>(
-    len: usize,
+/// Per-channel sums over the batch, samples in parallel: `f(channel, x_chunk, g_chunk)` for each
+/// `H·W` chunk, added up in f64.
+fn channel_sums<T: Float>(
+    x: &[T],
+    g: Option<&[T]>,
     (_, c, hw): (usize, usize, usize),
-    g: impl Fn(usize, usize) -> T + Sync,
+    f: impl Fn(usize, &[T], Option<&[T]>) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
+    let plane = (c * hw).max(1);
+    let per_sample = |(b, xs): (usize, &[T])| -> Vec<(f64, f64)> {
+        (0..c).map(|ch| f(ch, &xs[ch * hw..(ch + 1) * hw], g.map(|g| &g[b * plane + ch * hw..][..hw]))).collect()
+    };
+    x.par_chunks(plane).enumerate().map(per_sample).reduce(
+        || vec![(0.0, 0.0); c],
+        |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(a, b)| {
+                a.0 += b.0;
+                a.1 += b.1;
+            });
+            a
+        },
+    )
+}
+
+/// `out = f(channel, x_chunk, g_chunk, out_chunk)` for each `H·W` chunk, samples in parallel.
+fn channel_map<T: Float>(
+    x: &[T],
+    g: Option<&[T]>,
+    (_, c, hw): (usize, usize, usize),
+    f: impl Fn(usize, &[T], Option<&[T]>, &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); len];
-    out.par_chunks_mut((c * hw).max(1)).enumerate().for_each(|(b, sample)| {
-        for (ch, chunk) in sample.chunks_mut(hw.max(1)).enumerate() {
-            let base = (b * c + ch) * hw;
-            for (k, o) in chunk.iter_mut().enumerate() {
-                *o = g(base + k, ch);
-            }
+    let plane = (c * hw).max(1);
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().for_each(|(b, (os, xs))| {
+        for ch in 0..c {
+            let r = ch * hw..(ch + 1) * hw;
+            f(ch, &xs[r.clone()], g.map(|g| &g[b * plane + ch * hw..][..hw]), &mut os[r]);
         }
     });
     out
@@ -103,19 +131,48 @@ fn bn_train_forward<T: Float>(
 ) -> (Vec<T>, BatchStats) {
     let (n, c, hw) = dims;
     let count = n * hw;
-    let sums = channel_sums(x, dims, |i, _| {
-        let v = x[i].to_f64().unwrap_or(f64::NAN);
-        (v, v * v)
-    });
+    let sums = channel_sums(x, None, dims, |_, xs, _| lane_sums(xs, None, |v, _| (v, v * v)));
     let mean: Vec<f64> = sums.iter().map(|s| s.0 / count as f64).collect();
     let var: Vec<f64> = sums.iter().zip(&mean).map(|(s, m)| (s.1 / count as f64 - m * m).max(0.0)).collect();
     let scale: Vec<T> = (0..c).map(|ch| f(gb[ch].to_f64().unwrap_or(f64::NAN) / (var[ch] + eps).sqrt())).collect();
     let shift: Vec<T> = (0..c).map(|ch| gb[c + ch] - scale[ch] * f(mean[ch])).collect();
-    let y = per_channel_map(x.len(), dims, |i, ch| {
-        let v = x[i] * scale[ch] + shift[ch];
-        if relu { v.max(T::zero()) } else { v }
-    });
+    let y = channel_map(x, None, dims, |ch, xs, _, out| affine_chunk(xs, scale[ch], shift[ch], relu, out));
     (y, BatchStats { mean, var, count })
+}
+
+fn affine_chunk<T: Float>(xs: &[T], s: T, t: T, relu: bool, out: &mut [T]) {
+    if relu {
+        out.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * s + t).max(T::zero()));
+    } else {
+        out.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * s + t);
+    }
+}
+
+/// `(Σ g, Σ g·x)` of a chunk, `g` masked by `x·s + t > 0` after a ReLU.
+fn masked_sums<T: Float>(xs: &[T], gs: &[T], s: T, t: T, relu: bool) -> (f64, f64) {
+    if relu {
+        lane_sums(xs, Some(gs), |v, g| {
+            let g = if v * s + t > T::zero() { g } else { T::zero() };
+            (g, g * v)
+        })
+    } else {
+        lane_sums(xs, Some(gs), |v, g| (g, g * v))
+    }
+}
+
+/// `dx = a·g + b·x + c` of a chunk, `g` masked as in [`masked_sums`].
+#[allow(clippy::too_many_arguments)]
+fn grad_chunk<T: Float>(xs: &[T], gs: &[T], (s, t): (T, T), (a, b, c): (T, T, T), relu: bool, out: &mut [T]) {
+    if relu {
+        for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+            let g = if v * s + t > T::zero() { g } else { T::zero() };
+            *o = a * g + b * v + c;
+        }
+    } else {
+        for ((o, &v), &g) in out.iter_mut().zip(xs).zip(gs) {
+            *o = a * g + b * v + c;
+        }
+    }
 }
 
 /// `[dx | dγ | dβ]` of the training-mode forward.
@@ -129,29 +186,33 @@ fn bn_train_backward<T: Float>(
     relu: bool,
 ) -> Vec<T> {
     let (_, c, _) = dims;
-    let count = stats.count as f64;
+    let n = stats.count as f64;
     let inv: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let gamma: Vec<f64> = gb[..c].iter().map(|g| g.to_f64().unwrap_or(f64::NAN)).collect();
-    let beta: Vec<f64> = gb[c..].iter().map(|g| g.to_f64().unwrap_or(f64::NAN)).collect();
-    let xhat = |i: usize, ch: usize| (x[i].to_f64().unwrap_or(f64::NAN) - stats.mean[ch]) * inv[ch];
-    let grad = |i: usize, ch: usize| {
-        let g = dy[i].to_f64().unwrap_or(f64::NAN);
-        if relu && gamma[ch] * xhat(i, ch) + beta[ch] <= 0.0 { 0.0 } else { g }
-    };
-    let sums = channel_sums(x, dims, |i, ch| {
-        let g = grad(i, ch);
-        (g, g * xhat(i, ch))
-    });
-    let mut out = per_channel_map(x.len() + 2 * c, dims, |_, _| T::zero());
-    let dx = per_channel_map(x.len(), dims, |i, ch| {
-        let (db, dg) = sums[ch];
-        f(gamma[ch] * inv[ch] * (grad(i, ch) - db / count - xhat(i, ch) * dg / count))
-    });
-    out[..x.len()].copy_from_slice(&dx);
-    for ch in 0..c {
-        out[x.len() + ch] = f(sums[ch].1);
-        out[x.len() + c + ch] = f(sums[ch].0);
-    }
+    // The forward's affine map, for the ReLU mask.
+    let st: Vec<(T, T)> = (0..c)
+        .map(|ch| {
+            let s = gamma[ch] * inv[ch];
+            (f(s), gb[c + ch] - f::<T>(s * stats.mean[ch]))
+        })
+        .collect();
+    let sums =
+        channel_sums(x, Some(dy), dims, |ch, xs, gs| masked_sums(xs, gs.unwrap_or(xs), st[ch].0, st[ch].1, relu));
+    let (mut dgamma, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+    let coef: Vec<(T, T, T)> = (0..c)
+        .map(|ch| {
+            let (sg, sgx) = sums[ch];
+            let (m, iv, g) = (stats.mean[ch], inv[ch], gamma[ch]);
+            let dg = iv * (sgx - m * sg);
+            (dgamma[ch], dbeta[ch]) = (dg, sg);
+            let (a, b) = (g * iv, -g * iv * iv * dg / n);
+            (f(a), f(b), f(-g * iv * sg / n - b * m))
+        })
+        .collect();
+    let mut out =
+        channel_map(x, Some(dy), dims, |ch, xs, gs, o| grad_chunk(xs, gs.unwrap_or(xs), st[ch], coef[ch], relu, o));
+    out.extend(dgamma.iter().map(|&v| f::<T>(v)));
+    out.extend(dbeta.iter().map(|&v| f::<T>(v)));
     out
 }
 
@@ -276,23 +337,19 @@ struct ChannelAffineBackward {
 
 fn affine_forward<T: Float>(x: &[T], st: &[T], dims: (usize, usize, usize), relu: bool) -> Vec<T> {
     let c = dims.1;
-    per_channel_map(x.len(), dims, |i, ch| {
-        let v = x[i] * st[ch] + st[c + ch];
-        if relu { v.max(T::zero()) } else { v }
-    })
+    channel_map(x, None, dims, |ch, xs, _, out| affine_chunk(xs, st[ch], st[c + ch], relu, out))
 }
 
 fn affine_backward<T: Float>(x: &[T], st: &[T], dy: &[T], dims: (usize, usize, usize), relu: bool) -> Vec<T> {
     let c = dims.1;
-    let grad = |i: usize, ch: usize| if relu && x[i] * st[ch] + st[c + ch] <= T::zero() { T::zero() } else { dy[i] };
-    let sums = channel_sums(x, dims, |i, ch| {
-        let g = grad(i, ch).to_f64().unwrap_or(f64::NAN);
-        (g * x[i].to_f64().unwrap_or(f64::NAN), g)
+    let sums =
+        channel_sums(x, Some(dy), dims, |ch, xs, gs| masked_sums(xs, gs.unwrap_or(xs), st[ch], st[c + ch], relu));
+    let zero = T::zero();
+    let mut out = channel_map(x, Some(dy), dims, |ch, xs, gs, o| {
+        grad_chunk(xs, gs.unwrap_or(xs), (st[ch], st[c + ch]), (st[ch], zero, zero), relu, o)
     });
-    let dx = per_channel_map(x.len(), dims, |i, ch| grad(i, ch) * st[ch]);
-    let mut out = dx;
-    out.extend(sums.iter().map(|s| f::<T>(s.0)));
     out.extend(sums.iter().map(|s| f::<T>(s.1)));
+    out.extend(sums.iter().map(|s| f::<T>(s.0)));
     out
 }
 

@@ -11,7 +11,9 @@
 //! * backward, input side (only when `x` is tracked — never for the data batch):
 //!   `dcol_b = Wᵀ · dy_b`, then `col2im` adds it into `dx_b`.
 //!
-//! A 1×1 kernel with stride 1 and no padding skips im2col (`col_b = x_b`).
+//! Samples are processed in blocks (the columns of several samples side by side, up to 4 M
+//! elements): one GEMM per block instead of one per sample keeps the small late-layer maps
+//! (`Ho·Wo` of 4 or 16) efficient.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use gemm::Parallelism;
@@ -102,24 +104,30 @@ impl Geometry {
         self.o * self.p()
     }
 
-    /// A 1×1 stride-1 unpadded kernel: `col = x`.
-    fn pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
-    }
-
     fn out_shape(&self) -> Shape {
         Shape::from((self.batch, self.o, self.ho, self.wo))
     }
 }
 
-/// `col[(c·kh + i)·kw + j, oy·wo + ox] = x[c, oy·s + i − pad, ox·s + j − pad]` (0 outside).
-fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T]) {
+/// The output columns `ox` whose input column `ox·s + j − pad` lies inside `[0, w)`.
+fn valid_cols(g: &Geometry, j: usize) -> (usize, usize) {
+    let s = g.stride;
+    let lo = g.pad.saturating_sub(j).div_ceil(s).min(g.wo);
+    let hi = if g.w + g.pad > j { ((g.w + g.pad - j - 1) / s + 1).min(g.wo) } else { 0 };
+    (lo, hi.max(lo))
+}
+
+/// `col[(c·kh + i)·kw + j, off + oy·wo + ox] = x[c, oy·s + i − pad, ox·s + j − pad]` (0
+/// outside) for one sample, into a column matrix with rows of `ld` (several samples side by
+/// side).
+fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T], ld: usize, off: usize) {
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = &mut col[((c * g.kh + i) * g.kw + j) * p..][..p];
+                let (lo, hi) = valid_cols(g, j);
+                let row = &mut col[((c * g.kh + i) * g.kw + j) * ld + off..][..p];
                 for oy in 0..g.ho {
                     let out = &mut row[oy * g.wo..(oy + 1) * g.wo];
                     let iy = (oy * s + i) as isize - g.pad as isize;
@@ -128,9 +136,18 @@ fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T]) {
                         continue;
                     }
                     let xrow = &xc[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (ox, v) in out.iter_mut().enumerate() {
-                        let ix = (ox * s + j) as isize - g.pad as isize;
-                        *v = if ix < 0 || ix >= g.w as isize { T::zero() } else { xrow[ix as usize] };
+                    out[..lo].fill(T::zero());
+                    out[hi..].fill(T::zero());
+                    if hi == lo {
+                        continue;
+                    }
+                    let start = lo * s + j - g.pad;
+                    if s == 1 {
+                        out[lo..hi].copy_from_slice(&xrow[start..start + hi - lo]);
+                    } else {
+                        for (v, &xv) in out[lo..hi].iter_mut().zip(xrow[start..].iter().step_by(s)) {
+                            *v = xv;
+                        }
                     }
                 }
             }
@@ -139,23 +156,32 @@ fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T]) {
 }
 
 /// The adjoint of [`im2col`]: `dx[c, iy, ix] += col[...]` for every position that read it.
-fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], g: &Geometry, dx: &mut [T]) {
+fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], g: &Geometry, dx: &mut [T], ld: usize, off: usize) {
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = &col[((c * g.kh + i) * g.kw + j) * p..][..p];
+                let (lo, hi) = valid_cols(g, j);
+                let row = &col[((c * g.kh + i) * g.kw + j) * ld + off..][..p];
                 for oy in 0..g.ho {
                     let iy = (oy * s + i) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
+                    if hi == lo {
+                        continue;
+                    }
                     let drow = &mut dxc[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    for (ox, &v) in row[oy * g.wo..(oy + 1) * g.wo].iter().enumerate() {
-                        let ix = (ox * s + j) as isize - g.pad as isize;
-                        if ix >= 0 && ix < g.w as isize {
-                            drow[ix as usize] += v;
+                    let start = lo * s + j - g.pad;
+                    let src = &row[oy * g.wo + lo..oy * g.wo + hi];
+                    if s == 1 {
+                        for (d, &v) in drow[start..start + hi - lo].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (d, &v) in drow[start..].iter_mut().step_by(s).zip(src) {
+                            *d += v;
                         }
                     }
                 }
@@ -234,42 +260,64 @@ trait Float: 'static + Copy + Send + Sync + num_traits::Float + std::ops::AddAss
 impl Float for f32 {}
 impl Float for f64 {}
 
-/// Samples per task when the batch is split across threads, and gemm's own parallelism (used
-/// when there are fewer samples than threads, e.g. batch-1 inference).
-fn split(batch: usize, macs_per_sample: usize) -> (usize, Parallelism) {
+/// Column-matrix elements per block of samples processed together (bounds the im2col buffer).
+const MAX_COL: usize = 1 << 22;
+
+/// Samples per parallel task and gemm's own parallelism (used when there are fewer samples
+/// than threads, e.g. batch-1 inference).
+fn split(g: &Geometry) -> (usize, Parallelism) {
     let threads = candle_core::utils::get_num_threads();
-    if threads < 2 || batch * macs_per_sample < (1 << 17) {
-        (batch.max(1), Parallelism::None)
-    } else if batch >= threads {
-        (batch.div_ceil(threads), Parallelism::None)
+    let macs = g.o * g.k() * g.p();
+    if threads < 2 || g.batch * macs < (1 << 17) {
+        (g.batch.max(1), Parallelism::None)
+    } else if g.batch >= threads {
+        (g.batch.div_ceil(threads), Parallelism::None)
     } else {
         (1, Parallelism::Rayon(threads))
+    }
+}
+
+/// Runs `f(first sample, samples, col buffer [K, n·P])` over blocks of the task's samples that
+/// fit [`MAX_COL`].
+fn blocks<T: Float>(samples: usize, g: &Geometry, mut f: impl FnMut(usize, usize, &mut Vec<T>)) {
+    let per = (MAX_COL / (g.k() * g.p()).max(1)).clamp(1, samples.max(1));
+    let mut col = vec![T::zero(); g.k() * g.p() * per];
+    let mut first = 0;
+    while first < samples {
+        let n = per.min(samples - first);
+        col.truncate(g.k() * g.p() * n);
+        f(first, n, &mut col);
+        first += n;
     }
 }
 
 fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu: bool) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let mut y = vec![T::zero(); g.batch * g.out_len()];
-    let (chunk, par) = split(g.batch, o * k * p);
+    let (chunk, par) = split(g);
     y.par_chunks_mut(chunk * g.out_len()).zip(x.par_chunks(chunk * g.in_len())).for_each(|(ys, xs)| {
-        let mut col = if g.pointwise() { Vec::new() } else { vec![T::zero(); k * p] };
-        for (yb, xb) in ys.chunks_exact_mut(g.out_len()).zip(xs.chunks_exact(g.in_len())) {
-            if let Some(b) = b {
-                for (row, &bo) in yb.chunks_exact_mut(p).zip(b) {
-                    row.fill(bo);
+        let samples = xs.len() / g.in_len();
+        let mut out = Vec::new();
+        blocks::<T>(samples, g, |first, n, col| {
+            let ld = n * p;
+            for s in 0..n {
+                im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
+            }
+            out.resize(o * ld, T::zero());
+            gemm_into((o, ld, k), &mut out, Mat::n(w, k), Mat::n(col, ld), false, par);
+            for s in 0..n {
+                let yb = &mut ys[(first + s) * g.out_len()..][..g.out_len()];
+                for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
+                    let bias = b.map_or(T::zero(), |b| b[oc]);
+                    let src = &out[oc * ld + s * p..][..p];
+                    if relu {
+                        row.iter_mut().zip(src).for_each(|(v, &u)| *v = (u + bias).max(T::zero()));
+                    } else {
+                        row.iter_mut().zip(src).for_each(|(v, &u)| *v = u + bias);
+                    }
                 }
             }
-            let col_b: &[T] = if g.pointwise() {
-                xb
-            } else {
-                im2col(xb, g, &mut col);
-                &col
-            };
-            gemm_into((o, p, k), yb, Mat::n(w, k), Mat::n(col_b, p), b.is_some(), par);
-            if relu {
-                yb.iter_mut().for_each(|v| *v = v.max(T::zero()));
-            }
-        }
+        });
     });
     y
 }
@@ -277,23 +325,29 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu:
 /// `[dW (o·k) | db (o)]` summed over the batch.
 fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
-    let (chunk, par) = split(g.batch, o * k * p);
+    let (chunk, par) = split(g);
     let partial = |(xs, dys): (&[T], &[T])| {
         let mut acc = vec![T::zero(); o * k + o];
-        let mut col = if g.pointwise() { Vec::new() } else { vec![T::zero(); k * p] };
-        for (n, (xb, dyb)) in xs.chunks_exact(g.in_len()).zip(dys.chunks_exact(g.out_len())).enumerate() {
-            let col_b: &[T] = if g.pointwise() {
-                xb
-            } else {
-                im2col(xb, g, &mut col);
-                &col
-            };
+        let samples = xs.len() / g.in_len();
+        let mut dyt = Vec::new();
+        let mut started = false;
+        blocks::<T>(samples, g, |first, n, col| {
+            let ld = n * p;
+            dyt.resize(o * ld, T::zero());
+            for s in 0..n {
+                im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
+                let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
+                for (oc, row) in dyb.chunks_exact(p).enumerate() {
+                    dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+                }
+            }
             let (dw, db) = acc.split_at_mut(o * k);
-            gemm_into((o, k, p), dw, Mat::n(dyb, p), Mat::t(col_b, p), n > 0, par);
-            for (d, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
+            gemm_into((o, k, ld), dw, Mat::n(&dyt, ld), Mat::t(col, ld), started, par);
+            started = true;
+            for (d, row) in db.iter_mut().zip(dyt.chunks_exact(ld)) {
                 *d += row.iter().copied().sum::<T>();
             }
-        }
+        });
         acc
     };
     let parts: Vec<Vec<T>> =
@@ -309,17 +363,24 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
 fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
     let mut dx = vec![T::zero(); g.batch * g.in_len()];
-    let (chunk, par) = split(g.batch, o * k * p);
+    let (chunk, par) = split(g);
     dx.par_chunks_mut(chunk * g.in_len()).zip(dy.par_chunks(chunk * g.out_len())).for_each(|(dxs, dys)| {
-        let mut col = if g.pointwise() { Vec::new() } else { vec![T::zero(); k * p] };
-        for (dxb, dyb) in dxs.chunks_exact_mut(g.in_len()).zip(dys.chunks_exact(g.out_len())) {
-            if g.pointwise() {
-                gemm_into((k, p, o), dxb, Mat::t(w, k), Mat::n(dyb, p), false, par);
-            } else {
-                gemm_into((k, p, o), &mut col, Mat::t(w, k), Mat::n(dyb, p), false, par);
-                col2im(&col, g, dxb);
+        let samples = dxs.len() / g.in_len();
+        let mut dyt = Vec::new();
+        blocks::<T>(samples, g, |first, n, col| {
+            let ld = n * p;
+            dyt.resize(o * ld, T::zero());
+            for s in 0..n {
+                let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
+                for (oc, row) in dyb.chunks_exact(p).enumerate() {
+                    dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+                }
             }
-        }
+            gemm_into((k, ld, o), col, Mat::t(w, k), Mat::n(&dyt, ld), false, par);
+            for s in 0..n {
+                col2im(col, g, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
+            }
+        });
     });
     dx
 }
