@@ -53,7 +53,8 @@ pub struct TrainArgs {
     /// A separate held-out file instead of a split (same columns, by name).
     #[arg(long, conflicts_with = "resume")]
     val_data: Option<String>,
-    /// Training mode: dense, dgating, direct, prox, magnitude.
+    /// Training mode: dense, dgating, direct, prox, magnitude; for conv nets also l1-filter
+    /// (Li et al. 2017) and slimming (Liu et al. 2017: lambda is the L1 strength on BN scales).
     #[arg(long, default_value = "dgating", conflicts_with = "resume")]
     mode: String,
     /// Gate depth D >= 2 (also the exponent 2/D of the direct and prox penalties).
@@ -96,10 +97,10 @@ pub struct TrainArgs {
     /// `dgating prune`).
     #[arg(long, default_value_t = 3e-2, conflicts_with = "resume")]
     threshold_rel: f64,
-    /// magnitude: fraction of groups to remove, in [0, 1).
+    /// magnitude, l1-filter, slimming: fraction of groups (channels) to remove, in [0, 1).
     #[arg(long, default_value_t = 0.5, conflicts_with = "resume")]
     target_sparsity: f64,
-    /// magnitude: fine-tuning epochs.
+    /// magnitude, l1-filter, slimming: fine-tuning epochs.
     #[arg(long, default_value_t = 5, conflicts_with = "resume")]
     finetune_epochs: usize,
     /// Gate initialization: ones (omega = W, gates 1) or balanced (|gamma| = ||omega_j||).

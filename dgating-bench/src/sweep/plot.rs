@@ -31,6 +31,8 @@ fn colour(m: Method) -> RGBColor {
         Method::Prox => RGBColor(44, 160, 44),
         Method::Magnitude => RGBColor(148, 103, 189),
         Method::Dense => RGBColor(90, 90, 90),
+        Method::L1Filter => RGBColor(255, 127, 14),
+        Method::Slimming => RGBColor(140, 86, 75),
     }
 }
 

@@ -132,6 +132,13 @@ impl SweepSpec {
         if let Some(d) = self.depths.iter().find(|&&d| d < 2) {
             return bad(format!("depths must be >= 2, got {d}"));
         }
+        if let Some(m) = self.methods.iter().find(|m| matches!(m, Method::L1Filter | Method::Slimming)) {
+            return bad(format!(
+                "`{}` is not a sweep method yet: run it with `dgating train --mode {}` (docs/EXPERIMENTS.md)",
+                m.name(),
+                m.name()
+            ));
+        }
         if self.methods.contains(&Method::Magnitude) && self.sparsities.is_empty() {
             return bad("magnitude pruning needs at least one target sparsity".into());
         }

@@ -489,7 +489,7 @@ pub fn resume(
                 state.epochs_done, state.epochs_done
             )));
         }
-        if cfg.train.mode == Mode::Magnitude {
+        if cfg.train.mode.prunes_then_finetunes() {
             return Err(Error::Config(
                 "a magnitude run cannot change its epochs on resume: its pruning step happens after them".into(),
             ));
