@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod demo;
+mod device;
+mod lm;
 mod output;
 mod predict;
 mod prune;
@@ -39,6 +41,9 @@ enum Command {
     /// Run a grid of methods x depths x strengths x seeds at equal budgets, and report it
     /// (`dgating sweep report DIR` merges shards).
     Sweep(sweep::SweepArgs),
+    /// Language models: train a gated GPT, prune its heads and MLP neurons, generate, score,
+    /// import a transformers GPT-2.
+    Lm(lm::LmArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => prune::run_eval(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Lm(args) => lm::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dgating", &mut std::io::stdout());
             Ok(())

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use dgating_prune::predict_dir;
+use dgating_prune::predict_dir_on;
+
+use crate::device::DeviceArg;
 
 /// Arguments of `dgating predict`.
 #[derive(Debug, Args)]
@@ -20,10 +22,12 @@ pub struct PredictArgs {
     /// Write the predictions to this CSV file (atomically) instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 pub fn run(args: &PredictArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let predictions = predict_dir(&args.model_dir, &args.data)?;
+    let predictions = predict_dir_on(&args.model_dir, &args.data, &args.device.device()?)?;
     let csv = predictions.to_csv(args.proba);
     match &args.out {
         Some(path) => dgating_nn::train::checkpoint::atomic_write(path, csv.as_bytes())?,

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dgating_core::{CutBy, Decision, GapRule, ReadOut, Threshold};
-use dgating_prune::{Evaluation, PruneReport, evaluate_dir, prune_run};
+use dgating_prune::{Evaluation, PruneReport, evaluate_dir_on, prune_run_on};
 
+use crate::device::DeviceArg;
 use crate::output::{json_line, pct, sizes};
 
 /// Arguments of `dgating prune`.
@@ -31,6 +32,8 @@ pub struct PruneArgs {
     /// Replace the model in a non-empty --out directory.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Print the report as one JSON object (the keys of `report.json`) instead of text.
     #[arg(long, conflicts_with = "quiet")]
     json: bool,
@@ -54,6 +57,8 @@ pub struct EvalArgs {
     /// Print the scores as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 fn print_report(r: &PruneReport) {
@@ -129,15 +134,24 @@ pub(crate) fn describe(d: &Decision, rule: Option<GapRule>) -> String {
 /// The read-out the flags ask for: the default, or a threshold floor with or without the gap
 /// rule.
 fn read_out(args: &PruneArgs) -> Result<ReadOut, Box<dyn std::error::Error>> {
-    let gap = args.gap_factor.map(GapRule::new).transpose()?;
-    Ok(match (args.threshold_abs, args.threshold_rel) {
+    read_out_from(args.threshold_abs, args.threshold_rel, args.gap_factor)
+}
+
+/// The read-out of `--threshold-abs`, `--threshold-rel` and `--gap-factor`.
+pub(crate) fn read_out_from(
+    abs: Option<f64>,
+    rel: Option<f64>,
+    gap_factor: Option<f64>,
+) -> Result<ReadOut, Box<dyn std::error::Error>> {
+    let gap = gap_factor.map(GapRule::new).transpose()?;
+    Ok(match (abs, rel) {
         (None, None) => ReadOut::new(ReadOut::default_floor(), Some(gap.unwrap_or_default())),
         (a, r) => ReadOut::new(Threshold::new(a.unwrap_or(0.0), r.unwrap_or(0.0))?, gap),
     })
 }
 
 pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let report = prune_run(&args.run_dir, &read_out(args)?, &args.out, args.force)?;
+    let report = prune_run_on(&args.run_dir, &read_out(args)?, &args.out, args.force, &args.device.device()?)?;
     if args.json {
         json_line(&serde_json::to_value(&report)?);
     } else if !args.quiet {
@@ -147,7 +161,7 @@ pub fn run_prune(args: &PruneArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 pub fn run_eval(args: &EvalArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let e = evaluate_dir(&args.model_dir, args.data.as_deref(), args.target.as_deref())?;
+    let e = evaluate_dir_on(&args.model_dir, args.data.as_deref(), args.target.as_deref(), &args.device.device()?)?;
     if args.json {
         json_line(&serde_json::to_value(&e)?);
     } else {

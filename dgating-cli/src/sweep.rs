@@ -32,6 +32,9 @@ pub struct SweepArgs {
     /// Do not write the report at the end (shards started by --jobs; run `sweep report`).
     #[arg(long, hide = true)]
     no_report: bool,
+    /// Where every point computes (cpu, cuda, cuda:N, auto); overrides the spec's `device`.
+    #[arg(long)]
+    device: Option<String>,
     /// Print the spec as TOML and exit.
     #[arg(long)]
     print_spec: bool,
@@ -64,6 +67,11 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
         (None, Some(p)) => SweepSpec::preset(p)?,
         (None, None) => return Err("give a spec file or --preset (ci, paper-cpu, paper-gpu)".into()),
     };
+    let mut spec = spec;
+    if let Some(d) = &args.device {
+        spec.device = dgating_nn::train::DeviceSpec::parse(d)?;
+        spec.device.device()?;
+    }
     if args.print_spec {
         print!("{}", spec.to_toml()?);
         return Ok(());
@@ -83,6 +91,9 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
         child_args.extend(["--out".into(), out.display().to_string(), "--no-report".into()]);
         if args.quiet {
             child_args.push("--quiet".into());
+        }
+        if let Some(d) = &args.device {
+            child_args.extend(["--device".into(), d.clone()]);
         }
         run_shard_processes(&exe, &child_args, jobs, (cores / jobs).max(1))?;
     } else {

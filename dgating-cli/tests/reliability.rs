@@ -557,6 +557,34 @@ fn messages_and_formats() {
     assert!(e.contains("unknown device `tpu`") && e.contains("cuda:N"), "{e}");
     let (code, _, e) = train_linear(d, "wine", None, "auto", &["--device", "auto", "--epochs", "1"]);
     assert_eq!(code, 0, "{e}");
+    // Every command that runs a model takes --device, with the same rules.
+    let with_device = |device: &str| -> Vec<(i32, String, String)> {
+        let out = format!("compact-{device}");
+        [
+            vec!["eval", "auto", "--device", device],
+            vec!["predict", "auto", "--data", "wine", "--device", device],
+            vec!["prune", "auto", "--out", out.as_str(), "--device", device],
+            vec!["sweep", "--preset", "ci", "--out", "sweep", "--print-spec", "--device", device],
+        ]
+        .iter()
+        .map(|args| run_in(d, args))
+        .collect()
+    };
+    for (code, _, e) in with_device("auto") {
+        assert_eq!(code, 0, "{e}");
+    }
+    assert!(d.join("compact-auto/model.safetensors").exists());
+    for (code, _, e) in with_device("tpu") {
+        assert_eq!(code, 1);
+        assert!(e.contains("unknown device `tpu`"), "{e}");
+    }
+    if !cfg!(feature = "cuda") {
+        for (code, _, e) in with_device("cuda:1") {
+            assert_eq!(code, 1);
+            assert!(e.contains("no CUDA support"), "{e}");
+        }
+        assert!(!d.join("compact-cuda:1").exists());
+    }
     let (code, _, e) = train_linear(d, "wine", None, "m", &["--lr-floor", "1.5"]);
     assert_eq!(code, 1);
     assert!(e.contains("floor must be in [0, 1]"), "{e}");

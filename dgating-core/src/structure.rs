@@ -79,18 +79,30 @@ pub struct Dim {
     pub removable: bool,
     /// Every coupled slice.
     pub slices: Vec<Slice>,
+    /// Whether the model still works with *no* entry left (size 0): a transformer block whose
+    /// heads are all removed keeps its residual path and the output projection's bias. Plans
+    /// may then remove every entry; its tensors get a zero-length axis.
+    #[serde(default)]
+    pub emptiable: bool,
 }
 
 impl Dim {
     /// A dim of `size` entries with its slices.
     pub fn new(name: impl Into<String>, size: usize, removable: bool, slices: Vec<Slice>) -> Self {
-        Self { name: name.into(), size, removable, slices }
+        Self { name: name.into(), size, removable, slices, emptiable: false }
     }
 
-    /// The layout of the dim's groups (its `group` slices, in order); `None` when it has none.
+    /// The same dim, allowed to lose every entry ([`Dim::emptiable`]; needs `removable`).
+    pub fn emptiable(mut self) -> Self {
+        self.emptiable = true;
+        self
+    }
+
+    /// The layout of the dim's groups (its `group` slices, in order); `None` when it has none
+    /// (or no entries left).
     pub fn group_layout(&self) -> Result<Option<GroupLayout>> {
         let members: Vec<GroupMember> = self.slices.iter().filter(|s| s.group).map(Slice::member).collect();
-        if members.is_empty() {
+        if members.is_empty() || self.size == 0 {
             return Ok(None);
         }
         GroupLayout::new(self.size, members).map(Some)
@@ -123,7 +135,7 @@ impl From<Structure> for RawStructure {
 }
 
 impl Structure {
-    /// Validates `dims`: unique names, sizes `>= 1`, every slice's axis in range and of length
+    /// Validates `dims`: unique names, sizes `>= 1` (`>= 0` for an emptiable dim), every slice's axis in range and of length
     /// `size · block`, one shape per tensor, no tensor axis claimed twice, groups only on
     /// removable dims.
     pub fn new(dims: Vec<Dim>) -> Result<Self> {
@@ -134,8 +146,11 @@ impl Structure {
             if dims[..k].iter().any(|e| e.name == d.name) {
                 return Err(bad(&d.name, "dim name used twice".into()));
             }
-            if d.size == 0 {
+            if d.size == 0 && !d.emptiable {
                 return Err(bad(&d.name, "size 0".into()));
+            }
+            if d.emptiable && !d.removable {
+                return Err(bad(&d.name, "a dim that cannot be removed cannot be emptied".into()));
             }
             if !d.removable && d.slices.iter().any(|s| s.group) {
                 return Err(bad(&d.name, "a dim that cannot be removed has no groups".into()));
@@ -272,6 +287,18 @@ mod tests {
         let mut dims = mlp(4);
         dims[2].name = "hidden".into();
         assert!(Structure::new(dims).is_err(), "duplicate names");
+        let mut dims = mlp(4);
+        dims[1].size = 0;
+        dims[1].slices.iter_mut().for_each(|s| s.shape[s.axis] = 0);
+        dims[0].slices[0].shape[0] = 0;
+        dims[2].slices[0].shape[1] = 0;
+        let err = Structure::new(dims.clone()).unwrap_err().to_string();
+        assert!(err.contains("size 0"), "size 0 needs an emptiable dim: {err}");
+        dims[1].emptiable = true;
+        let s = Structure::new(dims.clone()).unwrap();
+        assert!(s.dim("hidden").unwrap().group_layout().unwrap().is_none());
+        dims[2] = dims[2].clone().emptiable();
+        assert!(Structure::new(dims).is_err(), "outputs cannot be emptied");
         // Blocks: 2 heads of 3 rows.
         let head = Dim::new("heads", 2, true, vec![Slice::new("q", [6, 4], 0, true).with_block(3)]);
         let s = Structure::new(vec![head]).unwrap();

@@ -96,6 +96,22 @@ impl Compacted {
         &self.config.architecture
     }
 
+    /// The device the model computes on ([`import`](crate::import()) and [`compact`] build it on
+    /// the CPU; [`to_device`](Self::to_device) moves it).
+    pub fn device(&self) -> Result<Device> {
+        Ok(dgating_nn::device_of(&self.model)?)
+    }
+
+    /// The same model on `device` (its tensors copied there).
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let tensors = self
+            .tensors()?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(device)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(Self { config: self.config.clone(), model: self.config.architecture.from_tensors(&tensors)? })
+    }
+
     /// Sizes of every dim, by name.
     pub fn sizes(&self) -> Result<BTreeMap<String, usize>> {
         Ok(self.config.architecture.structure()?.sizes())

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use dgating_nn::Model;
 use dgating_nn::data::{Dataset, Standardizer, Task};
 use dgating_nn::train::engine::{TensorData, score};
-use dgating_nn::train::run::{RunConfig, load_run_model};
+use dgating_nn::train::run::{RunConfig, load_run_model, load_run_model_on};
 
 use crate::compact::Compacted;
 use crate::error::{Error, Result};
@@ -185,10 +185,10 @@ enum LoadedModel {
 }
 
 impl LoadedModel {
-    fn open(dir: &Path) -> Result<Self> {
+    fn open(dir: &Path, device: &Device) -> Result<Self> {
         let is_run = dir.join("state.json").exists() || dir.join("optimizer.safetensors").exists();
         if is_run {
-            let (cfg, model) = load_run_model(dir)?;
+            let (cfg, model) = load_run_model_on(dir, device)?;
             return Ok(Self::Run(cfg, model));
         }
         if !dir.join(MODEL_FILE).exists() {
@@ -197,7 +197,15 @@ impl LoadedModel {
                 "neither a training run (state.json) nor a compacted model (model.safetensors)",
             ));
         }
-        Ok(Self::Compact(import(dir)?))
+        let compact = import(dir)?;
+        Ok(Self::Compact(if device.is_cpu() { compact } else { compact.to_device(device)? }))
+    }
+
+    fn device(&self) -> Result<Device> {
+        match self {
+            Self::Run(_, m) => Ok(dgating_nn::device_of(m)?),
+            Self::Compact(c) => c.device(),
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -253,13 +261,18 @@ impl LoadedModel {
 /// column). Without `data`, on the held-out split of the run the model comes from — for a
 /// compacted model the run recorded in its config — refusing data that changed since.
 pub fn evaluate_dir(dir: &Path, data: Option<&str>, target: Option<&str>) -> Result<DirEvaluation> {
-    let model = LoadedModel::open(dir)?;
+    evaluate_dir_on(dir, data, target, &Device::Cpu)
+}
+
+/// [`evaluate_dir`] with the model computing on `device`.
+pub fn evaluate_dir_on(dir: &Path, data: Option<&str>, target: Option<&str>, device: &Device) -> Result<DirEvaluation> {
+    let model = LoadedModel::open(dir, device)?;
     let inputs = model.inputs();
     let (set, what) = match data {
         Some(src) => (inputs.load(src, target)?, src.to_string()),
         None => model.held_out(dir)?,
     };
-    let evaluation = model.score(&TensorData::new(&set, DType::F32, &Device::Cpu)?)?;
+    let evaluation = model.score(&TensorData::new(&set, DType::F32, &model.device()?)?)?;
     Ok(DirEvaluation {
         kind: model.kind(),
         data: what,
@@ -319,10 +332,15 @@ fn csv_field(s: &str) -> String {
 /// Predicts every row of `data` (a table whose target column may be absent, a built-in name
 /// or an IDX directory) with the model in `dir` (training run or compacted model).
 pub fn predict_dir(dir: &Path, data: &str) -> Result<Predictions> {
-    let model = LoadedModel::open(dir)?;
+    predict_dir_on(dir, data, &Device::Cpu)
+}
+
+/// [`predict_dir`] with the model computing on `device`.
+pub fn predict_dir_on(dir: &Path, data: &str, device: &Device) -> Result<Predictions> {
+    let model = LoadedModel::open(dir, device)?;
     let inputs = model.inputs();
     let set = inputs.load_features(data)?;
-    let x = Tensor::from_slice(&set.features, (set.len(), set.num_features), &Device::Cpu)?;
+    let x = Tensor::from_slice(&set.features, (set.len(), set.num_features), &model.device()?)?;
     let mut classes = Vec::with_capacity(set.len());
     let mut values = Vec::with_capacity(set.len());
     for start in (0..set.len()).step_by(1024) {

@@ -10,7 +10,7 @@ use dgating_core::ReadOut;
 use dgating_nn::Model;
 use dgating_nn::train::engine::{TensorData, score};
 use dgating_nn::train::lock::{DirLock, LOCK_FILE};
-use dgating_nn::train::run::{RunConfig, load_run_model};
+use dgating_nn::train::run::{RunConfig, load_run_model_on};
 use dgating_nn::train::{EpochMetrics, Mode};
 
 use crate::compact::{Compacted, compact};
@@ -43,8 +43,20 @@ pub const REPORT_FILE: &str = "report.json";
 /// The run's own `train.threshold` is not used: it only counts active groups in the
 /// training metrics.
 pub fn prune_run(run_dir: &Path, read_out: &ReadOut, out_dir: &Path, force: bool) -> Result<PruneReport> {
+    prune_run_on(run_dir, read_out, out_dir, force, &Device::Cpu)
+}
+
+/// [`prune_run`] with the models (gated, dense and compacted) computing on `device` for the
+/// held-out check and the latency measurement; the export is the same on every device.
+pub fn prune_run_on(
+    run_dir: &Path,
+    read_out: &ReadOut,
+    out_dir: &Path,
+    force: bool,
+    device: &Device,
+) -> Result<PruneReport> {
     check_out_dir(run_dir, out_dir, force)?;
-    let (cfg, model) = load_run_model(run_dir)?;
+    let (cfg, model) = load_run_model_on(run_dir, device)?;
     let created = !out_dir.exists();
     let lock = DirLock::exclusive(out_dir)?;
     let result =
@@ -64,12 +76,15 @@ fn prune_locked<M: Model + ?Sized>(
     cfg: &RunConfig,
     model: &M,
 ) -> Result<PruneReport> {
+    let device = dgating_nn::device_of(model)?;
     let plan = PrunePlan::with_read_out(model, read_out)?;
     let mut compacted = compact(model, &plan)?;
     annotate(&mut compacted, cfg, last_metrics(run_dir)?)?;
-    let dense = compact(model, &PrunePlan::keep_all(model)?)?;
+    // The export is written from the CPU copy; checks and timings run where the gated model is.
+    let on_device = if device.is_cpu() { compacted.clone() } else { compacted.to_device(&device)? };
+    let dense = compact(model, &PrunePlan::keep_all(model)?)?.to_device(&device)?;
 
-    let held_out = check_on_held_out(run_dir, cfg, model, &compacted)?;
+    let held_out = check_on_held_out(run_dir, cfg, model, &on_device)?;
     let before = Cost::of(&dgating_nn::architecture_of(model)?)?;
     let after = Cost::of(compacted.architecture())?;
 
@@ -78,8 +93,8 @@ fn prune_locked<M: Model + ?Sized>(
     let rows = x.dim(0)?;
     let batch = (LATENCY_FLOP_BUDGET / before.flops_per_sample.max(1)).clamp(1, LATENCY_BATCH);
     let ids: Vec<u32> = (0..batch).map(|i| (i % rows) as u32).collect();
-    let xb = x.index_select(&Tensor::from_vec(ids, batch, &Device::Cpu)?, 0)?;
-    let latency = measure_latency(model, &dense, &compacted, &xb, LATENCY_REPETITIONS)?;
+    let xb = x.index_select(&Tensor::from_vec(ids, batch, &Device::Cpu)?, 0)?.to_device(&device)?;
+    let latency = measure_latency(model, &dense, &on_device, &xb, LATENCY_REPETITIONS)?;
     let report = PruneReport {
         run_dir: run_dir.into(),
         out_dir: out_dir.into(),
@@ -156,11 +171,10 @@ pub(crate) fn check_on_held_out<M: Model + ?Sized>(
     }
     let inputs = Tensor::from_slice(&test.features, (test.len(), test.num_features), &Device::Cpu)?;
     let verification = verify(gated, compact, &inputs)?;
-    let device = cfg.train.device.device()?;
-    let data = TensorData::new(&test, DType::F32, &device)?;
+    let data = TensorData::new(&test, DType::F32, &dgating_nn::device_of(gated)?)?;
     let gated_eval = score(gated, &data)?;
-    let cpu = TensorData::new(&test, DType::F32, &Device::Cpu)?;
-    let compacted = score(&compact.model, &cpu.select_features(&compact.config.kept_input_indices())?)?;
+    let data = TensorData::new(&test, DType::F32, &compact.device()?)?;
+    let compacted = score(&compact.model, &data.select_features(&compact.config.kept_input_indices())?)?;
     Ok(HeldOutCheck { inputs, verification, gated: gated_eval, compacted })
 }
 
@@ -172,7 +186,8 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> 
     for _ in 0..reps.max(1) {
         let t = Instant::now();
         let y = f()?;
-        // Force the result (candle CPU ops are eager, but keep the value alive until timed).
+        // CPU ops are eager; a GPU queues kernels, so wait for them before reading the clock.
+        y.device().synchronize()?;
         std::hint::black_box(&y);
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -180,7 +195,8 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> 
     Ok(times[times.len() / 2])
 }
 
-/// Times `gated`, `dense` (the folded unpruned model) and `compact` on the full inputs `x`.
+/// Times `gated`, `dense` (the folded unpruned model) and `compact` on the full inputs `x`
+/// (all on `x`'s device).
 pub fn measure_latency<M: Model + ?Sized>(
     gated: &M,
     dense: &Compacted,
@@ -209,7 +225,7 @@ fn last_metrics(run_dir: &Path) -> Result<Option<EpochMetrics>> {
     serde_json::from_str(line).map(Some).map_err(|e| Error::format(&path, e.to_string()))
 }
 
-fn check_out_dir(run_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
+pub(crate) fn check_out_dir(run_dir: &Path, out_dir: &Path, force: bool) -> Result<()> {
     let refuse = |m: String| Err(Error::OutputDir { path: out_dir.into(), message: m });
     if let (Ok(a), Ok(b)) = (run_dir.canonicalize(), out_dir.canonicalize())
         && a == b

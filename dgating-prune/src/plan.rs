@@ -10,7 +10,8 @@
 //!
 //! Degenerate cases: nothing below the threshold gives an all-keep plan (the compacted model
 //! is the folded, unpruned one); a dim with *every* entry below the threshold is refused with
-//! [`Error::EmptyDim`] rather than collapsed into a constant model; masks for a dim that
+//! [`Error::EmptyDim`] rather than collapsed into a constant model, unless the dim is
+//! [emptiable](dgating_core::Dim::emptiable) (a transformer block without heads); masks for a dim that
 //! cannot shrink (a model's outputs) or has no groups are refused with [`Error::Plan`].
 
 use std::collections::BTreeMap;
@@ -136,7 +137,7 @@ impl PrunePlan {
             if plan.prunes() && !(grouped && d.removable) {
                 return Err(Error::Plan(format!("dim `{}` has no groups that may be removed", d.name)));
             }
-            if plan.removed() == d.size {
+            if plan.removed() == d.size && d.size > 0 && !d.emptiable {
                 return Err(Error::EmptyDim { dim: d.name.clone(), groups: d.size });
             }
             dims.push(plan);

@@ -91,11 +91,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
 pub fn verify<M: Model + ?Sized>(gated: &M, compact: &Compacted, inputs: &Tensor) -> Result<Verification> {
     let reference = masked_reference(gated, compact)?;
     let dtype = gated.params()?.iter().next().map_or(DType::F32, |p| p.var.dtype());
-    let device = gated.params()?.iter().next().map_or(candle_core::Device::Cpu, |p| p.var.device().clone());
+    let device = dgating_nn::device_of(gated)?;
     let x = inputs.to_dtype(dtype)?.to_device(&device)?;
     let y_ref = reference.forward(&x)?;
     let y_gated = gated.forward(&x)?;
-    let y = compact.forward_full(inputs)?;
+    let y = compact.forward_full(&inputs.to_device(&compact.device()?)?)?;
     let max_abs = max_abs_diff(&y_ref, &y.to_device(&device)?)?;
     let scale = y_ref.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
     Ok(Verification {

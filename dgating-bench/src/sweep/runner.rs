@@ -17,9 +17,9 @@ use dgating_nn::Network;
 use dgating_nn::data::Dataset;
 use dgating_nn::optim::{Schedule, Warmup};
 use dgating_nn::train::engine::{TensorData, Trainer, score};
-use dgating_nn::train::run::{RunConfig, load_run_model};
+use dgating_nn::train::run::{RunConfig, load_run_model_on};
 use dgating_nn::train::{self, DataSpec, Mode, Scores, TrainConfig};
-use dgating_prune::{Compacted, PrunePlan, compact, prune_run, set_norms};
+use dgating_prune::{Compacted, PrunePlan, compact, prune_run_on, set_norms};
 
 use crate::error::{Error, Result};
 use crate::sweep::point::{Point, Shard, points};
@@ -122,7 +122,7 @@ fn outcome_of_training(e: &Error) -> bool {
     )
 }
 
-fn train_config(task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
+fn train_config(spec: &SweepSpec, task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
     // Magnitude pruning trains dense with the same budget; the sweep removes the groups.
     let mode = if p.method == Method::Magnitude { Mode::Dense } else { p.method };
     let gate = GateConfig::new(p.depth.unwrap_or(2), p.lambda.unwrap_or(0.0))?;
@@ -132,6 +132,7 @@ fn train_config(task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
     cfg.lr = task.lr;
     cfg.seed = p.seed;
     cfg.warmup = Some(Warmup::Fraction(0.05));
+    cfg.device = spec.device;
     Ok(cfg)
 }
 
@@ -143,15 +144,18 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
     let run_dir = dir.join("run");
     let t0 = Instant::now();
     let data = DataSpec::new(task.data.clone(), task.target.clone());
-    train::train(&task.model, train_config(task, p)?, data, &run_dir, &mut |_| {}, &mut |_| ControlFlow::Continue(()))?;
+    train::train(&task.model, train_config(spec, task, p)?, data, &run_dir, &mut |_| {}, &mut |_| {
+        ControlFlow::Continue(())
+    })?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    let (cfg, model) = load_run_model(&run_dir)?;
+    let device = spec.device.device()?;
+    let (cfg, model) = load_run_model_on(&run_dir, &device)?;
     let prepared = cfg.load_data()?;
     let (compacted, groups, kept, gap_found, before) = match p.method {
-        Method::Magnitude => magnitude(&model, p.sparsity.unwrap_or(0.0))?,
+        Method::Magnitude => magnitude(&model, p.sparsity.unwrap_or(0.0), &device)?,
         _ => {
-            let report = prune_run(&run_dir, &ReadOut::default(), &dir.join("compact"), false)?;
-            let compacted = dgating_prune::import(&dir.join("compact"))?;
+            let report = prune_run_on(&run_dir, &ReadOut::default(), &dir.join("compact"), false, &device)?;
+            let compacted = dgating_prune::import(&dir.join("compact"))?.to_device(&device)?;
             let groups: Vec<usize> = report.groups.iter().map(|g| g.groups).collect();
             let kept = report.groups.iter().map(|g| g.groups - g.removed).collect();
             let gaps = report.groups.iter().map(|g| g.decision.is_some_and(|d| d.gap.is_some())).collect();
@@ -160,7 +164,7 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
         }
     };
     let kept_inputs = compacted.config.kept_input_indices();
-    let held_out = score(&compacted.model, &tensors(&prepared.test)?.select_features(&kept_inputs)?)?;
+    let held_out = score(&compacted.model, &tensors(&prepared.test, &device)?.select_features(&kept_inputs)?)?;
     let t1 = Instant::now();
     let finetuned = if spec.finetune.epochs > 0 {
         Some(finetune(&cfg, &compacted, &prepared.train, &prepared.test, spec, task, p.seed)?)
@@ -233,14 +237,18 @@ fn headline(s: &Scores) -> (&'static str, f64) {
     }
 }
 
-fn tensors(d: &Dataset) -> Result<TensorData> {
-    Ok(TensorData::new(d, DType::F32, &Device::Cpu)?)
+fn tensors(d: &Dataset, device: &Device) -> Result<TensorData> {
+    Ok(TensorData::new(d, DType::F32, device)?)
 }
 
 /// Magnitude pruning of a dense model: the smallest `sparsity` share of each gate set's
 /// groups (by norm) removed, the rest compacted.
 #[allow(clippy::type_complexity)]
-fn magnitude(model: &Network, sparsity: f64) -> Result<(Compacted, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
+fn magnitude(
+    model: &Network,
+    sparsity: f64,
+    device: &Device,
+) -> Result<(Compacted, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
     let norms = set_norms(model)?;
     let masks: Vec<Vec<bool>> = norms.iter().map(|(_, n)| dgating_core::keep_largest(n, sparsity)).collect();
     let groups = masks.iter().map(Vec::len).collect();
@@ -248,7 +256,7 @@ fn magnitude(model: &Network, sparsity: f64) -> Result<(Compacted, Vec<usize>, V
     let gaps = vec![false; masks.len()];
     let before = dgating_prune::Cost::of(&dgating_nn::architecture_of(model)?)?;
     let plan = PrunePlan::from_set_masks(model, masks)?;
-    Ok((compact(model, &plan)?, groups, kept, gaps, (before.params, before.flops_per_sample)))
+    Ok((compact(model, &plan)?.to_device(device)?, groups, kept, gaps, (before.params, before.flops_per_sample)))
 }
 
 /// Fine-tunes the compacted model as a dense network (no penalty) on the training rows for
@@ -266,7 +274,9 @@ fn finetune(
     let model = compacted.architecture().from_tensors(&compacted.tensors()?)?;
     let kept: Vec<String> =
         compacted.config.kept_input_indices().iter().map(|&i| cfg.feature_names[i].clone()).collect();
-    let (train_t, test_t) = (tensors(&train_set.select_features(&kept)?)?, tensors(&test_set.select_features(&kept)?)?);
+    let device = compacted.device()?;
+    let (train_t, test_t) =
+        (tensors(&train_set.select_features(&kept)?, &device)?, tensors(&test_set.select_features(&kept)?, &device)?);
     let mut tc = TrainConfig::new(Mode::Dense, GateConfig::new(2, 0.0)?);
     tc.epochs = spec.finetune.epochs;
     tc.lr = spec.finetune.lr;

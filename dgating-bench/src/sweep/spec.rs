@@ -1,5 +1,6 @@
 //! [`SweepSpec`]: the grid of a sweep (TOML), and the presets.
 
+use dgating_nn::train::DeviceSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -102,6 +103,9 @@ pub struct SweepSpec {
     pub seeds: Vec<u64>,
     /// The common fine-tuning budget.
     pub finetune: FinetuneSpec,
+    /// Where every point trains, prunes and is scored (`cpu` when absent).
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Names accepted by [`SweepSpec::preset`].
@@ -161,7 +165,7 @@ impl SweepSpec {
     }
 
     /// A preset: `ci` (wine only, about a minute), `paper-cpu` (the MLP tasks with 3 seeds,
-    /// hours on 2 cores), `paper-gpu` (more λ values, depths and seeds).
+    /// hours on 2 cores), `paper-gpu` (more λ values, depths and seeds, on CUDA device 0).
     pub fn preset(name: &str) -> Result<Self> {
         let task = |name: &str, data: &str, model: &str, epochs, batch_size, lr, lambdas| TaskSpec {
             name: name.into(),
@@ -183,6 +187,7 @@ impl SweepSpec {
                 sparsities: vec![0.5],
                 seeds: vec![0, 1],
                 finetune: FinetuneSpec { epochs: 2, lr: 0.01 },
+                device: DeviceSpec::Cpu,
             },
             "paper-cpu" | "paper-gpu" => {
                 let gpu = name == "paper-gpu";
@@ -224,6 +229,7 @@ impl SweepSpec {
                     sparsities: vec![0.25, 0.5, 0.75, 0.9],
                     seeds: if gpu { vec![0, 1, 2, 3, 4] } else { vec![0, 1, 2] },
                     finetune: FinetuneSpec { epochs: 5, lr: 0.01 },
+                    device: if gpu { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu },
                 }
             }
             other => {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gates::GateSet;
 use crate::layers::GateInit;
 use crate::model::{
-    ConvNet, ConvNetConfig, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ResidualMlp, ResidualMlpConfig,
+    ConvNet, ConvNetConfig, Gpt, GptConfig, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ResidualMlp, ResidualMlpConfig,
 };
 use crate::params::ParamStore;
 
@@ -34,6 +34,14 @@ pub enum Architecture {
     /// A CIFAR-style ResNet ([`ResNet`]).
     #[serde(rename = "resnet")]
     ResNet(ResNetConfig),
+    /// A GPT decoder ([`Gpt`]): input = token ids, output = next-token logits.
+    Gpt(GptConfig),
+}
+
+impl From<GptConfig> for Architecture {
+    fn from(c: GptConfig) -> Self {
+        Self::Gpt(c)
+    }
 }
 
 impl From<MlpConfig> for Architecture {
@@ -100,26 +108,29 @@ impl Architecture {
             Self::ResidualMlp(c) => c.check(),
             Self::ConvNet(c) => c.check(),
             Self::ResNet(c) => c.check(),
+            Self::Gpt(c) => c.check(),
         }
     }
 
-    /// Input features.
+    /// Input features (for a GPT: the vocabulary size).
     pub fn input_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.input_dim,
             Self::ResidualMlp(c) => c.input_dim,
             Self::ConvNet(c) => c.input.features(),
             Self::ResNet(c) => c.input.features(),
+            Self::Gpt(c) => c.vocab_size,
         }
     }
 
-    /// Outputs.
+    /// Outputs (for a GPT: logits per position, the vocabulary size).
     pub fn output_dim(&self) -> usize {
         match self {
             Self::Mlp(c) => c.output_dim,
             Self::ResidualMlp(c) => c.output_dim,
             Self::ConvNet(c) => c.output_dim,
             Self::ResNet(c) => c.output_dim,
+            Self::Gpt(c) => c.vocab_size,
         }
     }
 
@@ -131,6 +142,7 @@ impl Architecture {
             Self::ResidualMlp(c) => c.dims(),
             Self::ConvNet(c) => c.dims()?,
             Self::ResNet(c) => c.dims(),
+            Self::Gpt(c) => c.dims(),
         })?)
     }
 
@@ -146,18 +158,21 @@ impl Architecture {
             Self::ResidualMlp(c) => Self::ResidualMlp(c.resized(size)),
             Self::ConvNet(c) => Self::ConvNet(c.resized(size)),
             Self::ResNet(c) => Self::ResNet(c.resized(size)),
+            Self::Gpt(c) => Self::Gpt(c.resized(size)),
         };
         a.check()?;
         Ok(a)
     }
 
-    /// Multiply-adds of one sample's forward, as FLOPs (`2` per multiply-add).
+    /// Multiply-adds of one sample's forward, as FLOPs (`2` per multiply-add); for a GPT one
+    /// token at full context ([`GptConfig::flops_per_token`]).
     pub fn flops_per_sample(&self) -> usize {
         match self {
             Self::Mlp(c) => c.flops_per_sample(),
             Self::ResidualMlp(c) => c.flops_per_sample(),
             Self::ConvNet(c) => c.flops_per_sample(),
             Self::ResNet(c) => c.flops_per_sample(),
+            Self::Gpt(c) => c.flops_per_token(),
         }
     }
 
@@ -177,6 +192,7 @@ impl Architecture {
             }
             Self::ConvNet(c) => Network::ConvNet(Box::new(ConvNet::new(c.clone(), depth, init, seed, dtype, device)?)),
             Self::ResNet(c) => Network::ResNet(Box::new(ResNet::new(c.clone(), depth, init, seed, dtype, device)?)),
+            Self::Gpt(c) => Network::Gpt(Box::new(Gpt::new(c.clone(), depth, init, seed, dtype, device)?)),
         })
     }
 
@@ -201,6 +217,7 @@ impl Architecture {
             Self::ResidualMlp(c) => Network::ResidualMlp(Box::new(ResidualMlp::from_tensors(c.clone(), tensors)?)),
             Self::ConvNet(c) => Network::ConvNet(Box::new(ConvNet::from_tensors(c.clone(), tensors)?)),
             Self::ResNet(c) => Network::ResNet(Box::new(ResNet::from_tensors(c.clone(), tensors)?)),
+            Self::Gpt(c) => Network::Gpt(Box::new(Gpt::from_tensors(c.clone(), tensors)?)),
         })
     }
 }
@@ -231,6 +248,8 @@ pub enum Network {
     ConvNet(Box<ConvNet>),
     /// A CIFAR-style ResNet.
     ResNet(Box<ResNet>),
+    /// A GPT decoder (boxed).
+    Gpt(Box<Gpt>),
 }
 
 impl Network {
@@ -240,6 +259,7 @@ impl Network {
             Self::ResidualMlp(m) => m.as_ref(),
             Self::ConvNet(m) => m.as_ref(),
             Self::ResNet(m) => m.as_ref(),
+            Self::Gpt(m) => m.as_ref(),
         }
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod arch;
 pub mod convnet;
+pub mod gpt;
+pub mod gpt_model;
 pub mod image;
 pub mod mlp;
 pub mod residual;
@@ -16,7 +18,7 @@ pub mod vision;
 
 use std::collections::BTreeMap;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use dgating_core::Structure;
 
 use crate::error::Result;
@@ -25,6 +27,8 @@ use crate::params::{ParamRole, ParamStore};
 
 pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
 pub use convnet::{ConvLayer, ConvNet, ConvNetConfig};
+pub use gpt::GptConfig;
+pub use gpt_model::{Gpt, KvCache};
 pub use image::ImageShape;
 pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResidualMlp, ResidualMlpConfig};
@@ -69,6 +73,11 @@ pub fn architecture_of<M: Model + ?Sized>(model: &M) -> Result<Architecture> {
                   cut its tensors with dgating_prune::cut_tensors and rebuild it with your own code"
             .into(),
     })
+}
+
+/// The device `model`'s parameters live on (the CPU for a model without parameters).
+pub fn device_of<M: Model + ?Sized>(model: &M) -> Result<Device> {
+    Ok(model.params()?.iter().next().map_or(Device::Cpu, |p| p.var.device().clone()))
 }
 
 /// Every tensor of the function `model` computes, by key: the ungated variables as they are,

@@ -185,14 +185,38 @@ fn pool(x: &Tensor, kind: Kind, k: usize, s: usize, name: &str) -> Result<Tensor
         });
     }
     if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
-        return Ok(match kind {
-            Kind::Max if k == s => x.max_pool2d(k)?,
-            Kind::Avg if k == s => x.avg_pool2d(k)?,
-            Kind::Max => x.max_pool2d_with_stride(k, s)?,
-            Kind::Avg => x.avg_pool2d_with_stride(k, s)?,
-        });
+        return match kind {
+            Kind::Max if k == s => max_pool2d_reference(x, k),
+            Kind::Avg if k == s => avg_pool2d_reference(x, k),
+            // candle refuses the backward of these (k != s) with an error, never silently.
+            Kind::Max => Ok(x.max_pool2d_with_stride(k, s)?),
+            Kind::Avg => Ok(x.avg_pool2d_with_stride(k, s)?),
+        };
     }
     Ok(x.contiguous()?.apply_op1(Pool { kind, k, s })?)
+}
+
+/// `[b, c, h, w]` → `[b, c, h/k, w/k, k·k]`: every non-overlapping `k × k` window as a last
+/// axis (partial windows dropped), by narrow, reshape and permute (all differentiable).
+fn windows(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h / k, w / k);
+    let x = x.narrow(2, 0, ho * k)?.narrow(3, 0, wo * k)?;
+    Ok(x.reshape((b, c, ho, k, wo, k))?.permute((0, 1, 2, 4, 3, 5))?.reshape((b, c, ho, wo, k * k))?)
+}
+
+/// Max pooling with window = stride `k` as back-propagating candle ops (the fallback off the
+/// CPU and the reference of the fused op). Not candle's `max_pool2d`: its backward (candle
+/// 0.11) multiplies the gradient by the share of maxima in each window (`1/k²` for a single
+/// maximum) instead of dividing by their count, so gradients come out `k²` times too small.
+pub fn max_pool2d_reference(x: &Tensor, k: usize) -> Result<Tensor> {
+    Ok(windows(x, k)?.max(4)?)
+}
+
+/// Average pooling with window = stride `k` as back-propagating candle ops (the fallback off
+/// the CPU and the reference of the fused op); exact also when `k` does not divide the size.
+pub fn avg_pool2d_reference(x: &Tensor, k: usize) -> Result<Tensor> {
+    Ok(windows(x, k)?.mean(4)?)
 }
 
 /// `k × k` max pooling with stride `s` over `[batch, C, H, W]`.

@@ -154,6 +154,11 @@ impl DeviceSpec {
         })
     }
 
+    /// Whether this is the CPU.
+    pub fn is_cpu(&self) -> bool {
+        *self == Self::Cpu
+    }
+
     /// The candle device. Asking for CUDA in a build without the `cuda` feature, or for a GPU
     /// that is not there, is an error that says which.
     pub fn device(self) -> Result<candle_core::Device> {

@@ -311,9 +311,9 @@ fn output_dim(data: &Dataset) -> usize {
     data.num_classes().unwrap_or(1)
 }
 
-fn build_model(cfg: &RunConfig) -> Result<Network> {
+fn build_model(cfg: &RunConfig, device: &Device) -> Result<Network> {
     let depth = (cfg.train.mode == Mode::Dgating).then(|| cfg.train.gate.depth());
-    cfg.model.build(depth, cfg.train.gate_init, cfg.train.seed, DType::F32, &cfg.train.device.device()?)
+    cfg.model.build(depth, cfg.train.gate_init, cfg.train.seed, DType::F32, device)
 }
 
 /// A run ready to start: configuration validated and data loaded, nothing written yet.
@@ -346,7 +346,7 @@ pub fn plan(model_name: &str, mut train_cfg: TrainConfig, data: DataSpec) -> Res
         class_names: prepared.train.targets.class_names().map(<[String]>::to_vec),
         data_sha256: Some(prepared.sha256.clone()),
     };
-    build_model(&cfg)?;
+    build_model(&cfg, &cfg.train.device.device()?)?;
     Ok(RunPlan { cfg, data: prepared })
 }
 
@@ -436,7 +436,7 @@ fn start(
     progress: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> ControlFlow<()>,
 ) -> Result<RunSummary> {
-    let model = build_model(cfg)?;
+    let model = build_model(cfg, &cfg.train.device.device()?)?;
     let trainer = Trainer::new(&model, cfg.train.clone())?;
     let config_sha256 = write_config(dir, cfg)?;
     atomic_write(&dir.join(METRICS_FILE), b"")?;
@@ -479,7 +479,7 @@ pub fn resume(
         let data = cfg.load_data()?;
         return start(dir, &cfg, &data, progress, on_epoch);
     }
-    let (mut cfg, mut state, model) = load_checkpoint(dir)?;
+    let (mut cfg, mut state, model) = load_checkpoint(dir, None)?;
     if let Some(epochs) = options.epochs
         && epochs != cfg.train.epochs
     {
@@ -690,8 +690,7 @@ fn check_epoch(path: &Path, meta: &HashMap<String, String>, epoch: usize) -> Res
 /// Loads a gated checkpoint into `model`'s variables; every tensor must exist with the
 /// right shape and no unknown tensor may be present.
 pub fn load_params<M: Model>(path: &Path, model: &M, epoch: usize) -> Result<()> {
-    let device = model.params()?.iter().next().map_or(Device::Cpu, |p| p.var.device().clone());
-    let (mut tensors, meta) = load_tensors(path, &device)?;
+    let (mut tensors, meta) = load_tensors(path, &crate::model::device_of(model)?)?;
     check_epoch(path, &meta, epoch)?;
     let bad = |m: String| Error::Checkpoint { path: path.into(), message: m };
     for p in model.params()?.iter() {
@@ -735,10 +734,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.into(), message: e.to_string() })
 }
 
-/// Loads a trained run's model (for evaluation and pruning), under the directory's shared
-/// lock. Refuses a run that has not completed an epoch (nothing was trained; a run stopped by
-/// a non-finite loss in its first epoch says so).
+/// Loads a trained run's model on the CPU (for evaluation and pruning), under the
+/// directory's shared lock: [`load_run_model_on`] the CPU, wherever the run was trained.
 pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Network)> {
+    load_run_model_on(dir, &Device::Cpu)
+}
+
+/// Loads a trained run's model on `device` (any device: a run trained on a GPU loads on the
+/// CPU and the other way round), under the directory's shared lock. Refuses a run that has
+/// not completed an epoch (nothing was trained; a run stopped by a non-finite loss in its
+/// first epoch says so).
+pub fn load_run_model_on(dir: &Path, device: &Device) -> Result<(RunConfig, Network)> {
     let _lock = DirLock::shared(dir)?;
     if !dir.join(STATE_FILE).exists() {
         let message = if dir.join(CONFIG_FILE).exists() {
@@ -748,7 +754,7 @@ pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Network)> {
         };
         return Err(Error::RunDir { dir: dir.into(), message });
     }
-    let (cfg, state, model) = load_checkpoint(dir)?;
+    let (cfg, state, model) = load_checkpoint(dir, Some(device))?;
     if state.epochs_done == 0 {
         let why = state.stopped.map(|s| format!(" (it stopped: {s})")).unwrap_or_default();
         return Err(Error::RunDir {
@@ -759,9 +765,10 @@ pub fn load_run_model(dir: &Path) -> Result<(RunConfig, Network)> {
     Ok((cfg, model))
 }
 
-/// Config, state and the model with the checkpoint's parameters; refuses a `config.json`
-/// that changed since the state was written.
-fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Network)> {
+/// Config, state and the model with the checkpoint's parameters, on `device` (`None`: the
+/// run's own training device); refuses a `config.json` that changed since the state was
+/// written.
+fn load_checkpoint(dir: &Path, device: Option<&Device>) -> Result<(RunConfig, RunState, Network)> {
     let state: RunState = read_json(&dir.join(STATE_FILE))?;
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -776,7 +783,11 @@ fn load_checkpoint(dir: &Path) -> Result<(RunConfig, RunState, Network)> {
         });
     }
     let cfg = parse_config(&path, &bytes)?;
-    let model = build_model(&cfg)?;
+    let device = match device {
+        Some(d) => d.clone(),
+        None => cfg.train.device.device()?,
+    };
+    let model = build_model(&cfg, &device)?;
     load_params(&settled(dir, MODEL_FILE, MODEL_NEXT_FILE, state.epochs_done)?, &model, state.epochs_done)?;
     Ok((cfg, state, model))
 }

@@ -1,0 +1,142 @@
+//! `dgating lm ...` end to end on a tiny configuration: train, prune, generate, score,
+//! import-gpt2, and the bad inputs the issue lists.
+
+use std::path::Path;
+use std::process::Command;
+
+fn dgating(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dgating")).args(args).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+const TINY: &[&str] = &[
+    "--n-layer",
+    "2",
+    "--n-head",
+    "4",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "16",
+    "--steps",
+    "30",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "15",
+    "--eval-windows",
+    "4",
+    "--lr",
+    "3e-3",
+    "--warmup",
+    "3",
+];
+
+#[test]
+fn train_prune_generate_score_on_a_tiny_gpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Call me Ishmael. The whale swims in the sea.\n".repeat(200);
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, text).unwrap();
+    let run = dir.path().join("run");
+    let (run_s, corpus_s) = (run.to_str().unwrap(), corpus.to_str().unwrap());
+    let mut args = vec!["lm", "train", "--out", run_s, "--corpus", corpus_s, "--json"];
+    args.extend_from_slice(TINY);
+    let (code, stdout, stderr) = dgating(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "two evaluations and a summary: {stdout}");
+    assert_eq!(json(&stdout)["steps_done"], 30);
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    // Prune with a relative threshold that surely removes some heads and neurons.
+    let small = dir.path().join("small");
+    let (code, stdout, stderr) =
+        dgating(&["lm", "prune", run_s, "--out", small.to_str().unwrap(), "--threshold-rel", "0.6", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let r = json(&stdout);
+    assert!(r["max_rel_diff"].as_f64().unwrap() <= 1e-4, "{r}");
+    assert_eq!(r["same_greedy_tokens"], true);
+    assert!(r["after"]["params"].as_u64().unwrap() < r["before"]["params"].as_u64().unwrap());
+    assert!(small.join("tokenizer.json").exists());
+    // Generate and score with the compacted model; the run's own validation text by default.
+    let (code, stdout, stderr) = dgating(&[
+        "lm",
+        "generate",
+        small.to_str().unwrap(),
+        "--prompt",
+        "Call",
+        "--max-tokens",
+        "20",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["tokens"], 20);
+    let (code, stdout, stderr) = dgating(&["lm", "score", run_s, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = json(&stdout);
+    assert!(s["mean_nll"].as_f64().unwrap() > 0.0 && s["tokens"].as_u64().unwrap() > 100, "{s}");
+    let (code, stdout, _) = dgating(&["lm", "score", small.to_str().unwrap(), corpus_s, "--json"]);
+    assert_eq!(code, 0);
+    assert!((json(&stdout)["perplexity"].as_f64().unwrap()).is_finite());
+    // Continue the run.
+    let (code, _, stderr) =
+        dgating(&["lm", "train", "--resume", run_s, "--steps", "5", "--eval-every", "5", "--quiet"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Bad input: a prompt longer than the context, a character the tokenizer never saw.
+    let long = "a".repeat(40);
+    let (code, _, stderr) = dgating(&["lm", "generate", run_s, "--prompt", &long]);
+    assert!(code != 0 && stderr.contains("block_size"), "{stderr}");
+    let (code, _, stderr) = dgating(&["lm", "generate", run_s, "--prompt", "Zebra"]);
+    assert!(code != 0 && stderr.contains("byte offset 0"), "{stderr}");
+}
+
+#[test]
+fn bad_corpora_and_token_ids_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let latin1 = dir.path().join("latin1.txt");
+    std::fs::write(&latin1, b"the whale\nna\xefve\n").unwrap();
+    for (file, needle) in [(&empty, "empty"), (&latin1, "byte offset 12")] {
+        let out = dir.path().join("r");
+        let mut args = vec!["lm", "train", "--out", out.to_str().unwrap(), "--corpus", file.to_str().unwrap()];
+        args.extend_from_slice(TINY);
+        let (code, _, stderr) = dgating(&args);
+        assert!(code != 0 && stderr.contains(needle), "{stderr}");
+    }
+}
+
+#[test]
+fn imported_gpt2_scores_like_transformers() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dgating-nn/tests/data/gpt2-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("gpt2");
+    let (code, stdout, stderr) =
+        dgating(&["lm", "import-gpt2", fixture.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("2 blocks x 4 heads"), "{stdout}");
+    let ids = dir.path().join("ids.txt");
+    let seq: Vec<String> = (0..16).map(|i| ((7 * i + 3) % 61).to_string()).collect();
+    std::fs::write(&ids, seq.join(" ")).unwrap();
+    let (code, stdout, stderr) =
+        dgating(&["lm", "score", run.to_str().unwrap(), "--token-ids", ids.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    // transformers' mean NLL (dgating-nn/tests/reference/gpt2_fixture.py).
+    let nll = json(&stdout)["mean_nll"].as_f64().unwrap();
+    assert!((nll - 4.4075832367).abs() < 1e-5, "{nll}");
+    std::fs::write(&ids, "1 2 61").unwrap();
+    let (code, _, stderr) = dgating(&["lm", "score", run.to_str().unwrap(), "--token-ids", ids.to_str().unwrap()]);
+    assert!(code != 0 && stderr.contains("outside the vocabulary"), "{stderr}");
+}

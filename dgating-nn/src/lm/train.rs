@@ -1,0 +1,318 @@
+//! The language-model training loop and the head-collapse recipe.
+//!
+//! # The recipe (`GateOptim::Recipe`, the default)
+//!
+//! * The ordinary weights (embeddings, LayerNorms, biases outside the groups) and every
+//!   group's primary factor `ω` take Adam steps on the loss gradient (learning rate `lr`,
+//!   linear warm-up then cosine to `0.1·lr`). `ω`'s share of the penalty, `(λ/D)||ω||²`, is
+//!   applied *outside* Adam's preconditioner: `ω ← ω·(1 − η·2λ/D)` (decoupled, as AdamW).
+//! * The scalar gates `γ` take plain SGD with heavy-ball momentum (`gate_lr`, default 0.1,
+//!   *constant*, momentum 0.9) with the penalty in the gradient: `g ← ∂L/∂γ + (2λ/D)·γ`.
+//! * Gates start balanced (`|γ| = ||ω_j||`), `D = 3`, `λ = 0.01`.
+//!
+//! Why: Adam normalizes each coordinate's step to about `η`, so a gate the loss does not need
+//! is pushed to ±η around 0 instead of decaying geometrically; with SGD the penalty's pull
+//! `η·(2λ/D)·γ` is proportional to `γ`, and a constant rate does not cap `Σηₜ` the way a
+//! cosine schedule does, so unneeded gates keep shrinking (docs/METHOD.md,
+//! docs/EXPERIMENTS.md).
+//!
+//! `GateOptim::Adam` puts everything, gates included, in AdamW (the comparison).
+
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layers::GateInit;
+use crate::model::{Gpt, Model};
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::params::{ParamRole, ParamStore};
+
+/// How the gate factors are optimized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GateOptim {
+    /// Adam (+ decoupled decay) for weights and `ω`, SGD + momentum at a constant rate for `γ`.
+    #[default]
+    Recipe,
+    /// AdamW for everything (gates included), decoupled decay `2λ/D` on the factors.
+    Adam,
+}
+
+/// Training settings of a language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmTrainConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Adam learning rate (weights and `ω`).
+    pub lr: f64,
+    /// Warm-up steps of the Adam rate.
+    pub warmup: usize,
+    /// Dropout on embeddings and block outputs (training only).
+    pub dropout: f64,
+    /// `D` (`None`: dense, no gates).
+    pub depth: Option<usize>,
+    /// `λ`.
+    pub lambda: f64,
+    /// How the gate factors are optimized.
+    pub gate_optim: GateOptim,
+    /// SGD rate of the gates `γ` (constant).
+    pub gate_lr: f64,
+    /// SGD momentum of the gates.
+    pub gate_momentum: f64,
+    /// Initial gates.
+    pub gate_init: GateInit,
+    /// Seed (initialization, batches).
+    pub seed: u64,
+    /// Evaluate every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Validation windows per evaluation (`block_size` tokens each, the first ones of the
+    /// validation text).
+    pub eval_windows: usize,
+}
+
+impl Default for LmTrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup: 50,
+            dropout: 0.0,
+            depth: Some(3),
+            lambda: 0.01,
+            gate_optim: GateOptim::Recipe,
+            gate_lr: 0.1,
+            gate_momentum: 0.9,
+            gate_init: GateInit::Balanced,
+            seed: 0,
+            eval_every: 100,
+            eval_windows: 64,
+        }
+    }
+}
+
+impl LmTrainConfig {
+    /// Rejects values out of range.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.batch_size == 0 || self.eval_every == 0 || self.eval_windows == 0 {
+            return bad("batch size, eval_every and eval_windows must be >= 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.gate_lr > 0.0 && self.gate_lr.is_finite()) {
+            return bad(format!("learning rates must be finite and > 0, got {} and {}", self.lr, self.gate_lr));
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.gate_momentum) {
+            return bad(format!(
+                "dropout and momentum must be in [0, 1), got {} and {}",
+                self.dropout, self.gate_momentum
+            ));
+        }
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return bad(format!("lambda must be finite and >= 0, got {}", self.lambda));
+        }
+        if let Some(d) = self.depth {
+            dgating_core::config::check_depth(d)?;
+        }
+        Ok(())
+    }
+
+    /// Weight decay of the gate factors, `2λ/D` (0 without gates).
+    pub fn factor_decay(&self) -> f64 {
+        self.depth.map_or(0.0, |d| 2.0 * self.lambda / d as f64)
+    }
+
+    /// The Adam rate at 0-based `step`: linear warm-up, then cosine to `0.1·lr` at `total`.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let span = total.saturating_sub(self.warmup).max(1) as f64;
+        let t = ((step - self.warmup) as f64 / span).min(1.0);
+        self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+}
+
+/// One evaluation during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmMetrics {
+    /// Steps done.
+    pub step: usize,
+    /// Training tokens seen.
+    pub tokens_seen: usize,
+    /// Mean training loss since the last evaluation.
+    pub train_loss: f64,
+    /// Validation loss (mean NLL per token).
+    pub val_loss: f64,
+    /// Adam rate of the last step.
+    pub lr: f64,
+    /// Seconds since the start of this training call.
+    pub elapsed_s: f64,
+    /// Per gate set (`blocks.{l}.heads`, `blocks.{l}.mlp`): group norms relative to the set's
+    /// largest.
+    pub relative_norms: Vec<(String, Vec<f64>)>,
+}
+
+impl LmMetrics {
+    /// Groups per set with relative norm above `rel`.
+    pub fn active(&self, rel: f64) -> Vec<(String, usize)> {
+        self.relative_norms.iter().map(|(d, n)| (d.clone(), n.iter().filter(|&&v| v > rel).count())).collect()
+    }
+}
+
+/// Mean cross-entropy of logits `[B, T, V]` against targets `[B, T]` (differentiable).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let logits = logits.reshape((b * t, v))?;
+    let lse = logits.log_sum_exp(D::Minus1)?;
+    let picked = logits.gather(&targets.reshape((b * t, 1))?, 1)?.squeeze(1)?;
+    Ok((lse - picked)?.mean_all()?)
+}
+
+/// Random training windows: `(x, y)` of `[batch, block]` with `y` shifted by one.
+pub fn sample_batch(
+    tokens: &[u32],
+    batch: usize,
+    block: usize,
+    rng: &mut StdRng,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    if tokens.len() <= block + 1 {
+        return Err(Error::Config(format!(
+            "{} training tokens are too few for windows of {block} (block_size) + 1",
+            tokens.len()
+        )));
+    }
+    let mut x = Vec::with_capacity(batch * block);
+    let mut y = Vec::with_capacity(batch * block);
+    for _ in 0..batch {
+        let s = rng.random_range(0..tokens.len() - block - 1);
+        x.extend_from_slice(&tokens[s..s + block]);
+        y.extend_from_slice(&tokens[s + 1..s + block + 1]);
+    }
+    Ok((Tensor::from_vec(x, (batch, block), device)?, Tensor::from_vec(y, (batch, block), device)?))
+}
+
+/// Mean validation NLL of `model` on the first `windows` consecutive windows of `tokens`.
+pub fn val_loss<M: Model + ?Sized>(
+    model: &M,
+    tokens: &[u32],
+    block: usize,
+    windows: usize,
+    device: &Device,
+) -> Result<f64> {
+    let n = windows.min((tokens.len().saturating_sub(1)) / block);
+    if n == 0 {
+        return Err(Error::Config(format!("{} validation tokens are too few for one window of {block}", tokens.len())));
+    }
+    let mut total = 0.0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let mut x = vec![];
+        let mut y = vec![];
+        for &w in chunk {
+            x.extend_from_slice(&tokens[w * block..(w + 1) * block]);
+            y.extend_from_slice(&tokens[w * block + 1..(w + 1) * block + 1]);
+        }
+        let x = Tensor::from_vec(x, (chunk.len(), block), device)?;
+        let y = Tensor::from_vec(y, (chunk.len(), block), device)?;
+        total += crate::lm::score::nll_sum(&model.forward(&x)?, &y)?;
+    }
+    Ok(total / (n * block) as f64)
+}
+
+/// Relative group norms of every gate set.
+pub fn relative_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f64>)>> {
+    let store = model.params()?;
+    model
+        .gate_sets()
+        .iter()
+        .map(|s| {
+            let n = s.group_norms(&store)?;
+            let max = n.iter().copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+            Ok((s.dim().to_string(), n.iter().map(|v| v / max).collect()))
+        })
+        .collect()
+}
+
+fn sub_store(store: &ParamStore, keep: impl Fn(ParamRole) -> bool) -> Result<ParamStore> {
+    let mut out = ParamStore::new();
+    for p in store.iter().filter(|p| keep(p.role)) {
+        out.push(p.name.clone(), p.var.clone(), p.role)?;
+    }
+    Ok(out)
+}
+
+/// Trains `model` for `cfg.steps` steps on `train` tokens, evaluating on `val`; `on_eval`
+/// sees every evaluation (progress, metrics files) and may stop training by returning
+/// `false`. Returns the evaluations.
+pub fn train_lm(
+    model: &Gpt,
+    cfg: &LmTrainConfig,
+    train: &[u32],
+    val: &[u32],
+    mut on_eval: impl FnMut(&LmMetrics) -> Result<bool>,
+) -> Result<Vec<LmMetrics>> {
+    cfg.check()?;
+    let block = model.config().block_size;
+    let device = model.device().clone();
+    let store = model.params()?;
+    let wd = cfg.factor_decay();
+    let adam = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.95, eps: 1e-8 };
+    let (mut main, mut gates) = match cfg.gate_optim {
+        GateOptim::Recipe => (
+            Optimizer::new(adam, &sub_store(&store, |r| r != ParamRole::Gate)?, wd, 0.0)?,
+            Some(Optimizer::new(
+                OptimizerKind::Sgd { momentum: cfg.gate_momentum },
+                &sub_store(&store, |r| r == ParamRole::Gate)?,
+                wd,
+                0.0,
+            )?),
+        ),
+        GateOptim::Adam => (Optimizer::new(adam, &store, wd, 0.0)?, None),
+    };
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_ba7c);
+    let start = Instant::now();
+    let mut history = vec![];
+    let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+    for step in 0..cfg.steps {
+        let (x, y) = sample_batch(train, cfg.batch_size, block, &mut rng, &device)?;
+        let loss = cross_entropy(&model.forward_train(&x, cfg.dropout)?, &y)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(Error::NonFinite { what: "training loss".into(), epoch: 1, step: step + 1 });
+        }
+        let grads = loss.backward()?;
+        let lr = cfg.lr_at(step, cfg.steps);
+        main.step(&grads, lr)?;
+        if let Some(g) = &mut gates {
+            g.step(&grads, cfg.gate_lr)?;
+        }
+        loss_sum += value;
+        loss_n += 1;
+        let done = step + 1;
+        if done % cfg.eval_every == 0 || done == cfg.steps {
+            let m = LmMetrics {
+                step: done,
+                tokens_seen: done * cfg.batch_size * block,
+                train_loss: loss_sum / loss_n as f64,
+                val_loss: val_loss(model, val, block, cfg.eval_windows, &device)?,
+                lr,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                relative_norms: relative_norms(model)?,
+            };
+            (loss_sum, loss_n) = (0.0, 0);
+            let go_on = on_eval(&m)?;
+            history.push(m);
+            if !go_on {
+                break;
+            }
+        }
+    }
+    Ok(history)
+}
