@@ -103,7 +103,15 @@ fn draw<DB: DrawingBackend>(
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc(axis.label()).y_desc(metric).draw().map_err(|e| err(&e))?;
-    for method in [Method::Dense, Method::Magnitude, Method::Direct, Method::Prox, Method::Dgating] {
+    for method in [
+        Method::Dense,
+        Method::Magnitude,
+        Method::L1Filter,
+        Method::Slimming,
+        Method::Direct,
+        Method::Prox,
+        Method::Dgating,
+    ] {
         let c = colour(method);
         let mut ms: Vec<(f64, f64, f64)> = settings
             .iter()
