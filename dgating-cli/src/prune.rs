@@ -69,7 +69,11 @@ fn print_report(r: &PruneReport) {
         println!("  {}: removed {} of {} groups{why}", g.dim, g.removed, g.groups);
     }
     if let Some(names) = &r.kept_input_names {
-        println!("kept features ({}): {}", names.len(), names.join(", "));
+        if r.after.sizes.get("inputs") == r.before.sizes.get("inputs") && names.len() > 50 {
+            println!("kept features: all {}", names.len());
+        } else {
+            println!("kept features ({}): {}", names.len(), names.join(", "));
+        }
     }
     println!(
         "sizes [{}] -> [{}]; parameters {} -> {} ({:.1}%); FLOPs/sample {} -> {} ({:.1}%)",

@@ -14,7 +14,7 @@ pub struct SweepArgs {
     /// The grid as TOML (see `--preset` for examples: `dgating sweep --preset ci --print-spec`).
     spec: Option<PathBuf>,
     /// A built-in grid instead of a file: ci (about a minute), paper-cpu (hours on 2 cores),
-    /// paper-gpu.
+    /// paper-gpu, vision-cpu (conv nets and filter-pruning baselines; many hours on 2 cores).
     #[arg(long, conflicts_with = "spec")]
     preset: Option<String>,
     /// The sweep directory (records, runs and the report). Rerunning continues a sweep.
@@ -65,7 +65,11 @@ pub fn run(args: &SweepArgs) -> Result<(), Box<dyn std::error::Error>> {
             SweepSpec::from_toml(&text)?
         }
         (None, Some(p)) => SweepSpec::preset(p)?,
-        (None, None) => return Err("give a spec file or --preset (ci, paper-cpu, paper-gpu)".into()),
+        (None, None) => {
+            return Err(
+                format!("give a spec file or --preset ({})", dgating_bench::sweep::spec::PRESETS.join(", ")).into()
+            );
+        }
     };
     let mut spec = spec;
     if let Some(d) = &args.device {

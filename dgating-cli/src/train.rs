@@ -19,9 +19,23 @@ use crate::output::{join, json_line, pct};
 /// Arguments of `dgating train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model preset: lenet-300-100, mlp, linear, residual-mlp.
+    /// Model preset: lenet-300-100, mlp, linear, residual-mlp; conv nets for 28x28 / 32x32
+    /// images with 1 or 3 channels: lenet5, vgg11, vgg16, resnet20, resnet56.
     #[arg(long, default_value = "mlp", conflicts_with = "resume")]
     model: String,
+    /// Conv nets: channel-width multiplier (e.g. 0.25 for a quarter of every channel count).
+    #[arg(long, conflicts_with = "resume")]
+    width: Option<f64>,
+    /// Conv nets: random crop after zero padding by this many pixels (0: none).
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
+    crop_padding: usize,
+    /// Conv nets: random horizontal flips.
+    #[arg(long, conflicts_with = "resume")]
+    hflip: bool,
+    /// Images: normalize each channel by its training mean and standard deviation (stored in
+    /// the run's config and applied to new data).
+    #[arg(long, conflicts_with = "resume")]
+    normalize: bool,
     /// Built-in data set (wine, breast-cancer, mnist-10k, synthetic), a .csv/.tsv file
     /// (optionally .gz) or an IDX directory (its t10k-* files, if present, are the held-out set).
     #[arg(long, default_value = "wine", conflicts_with = "resume")]
@@ -39,7 +53,8 @@ pub struct TrainArgs {
     /// A separate held-out file instead of a split (same columns, by name).
     #[arg(long, conflicts_with = "resume")]
     val_data: Option<String>,
-    /// Training mode: dense, dgating, direct, prox, magnitude.
+    /// Training mode: dense, dgating, direct, prox, magnitude; for conv nets also l1-filter
+    /// (Li et al. 2017) and slimming (Liu et al. 2017: lambda is the L1 strength on BN scales).
     #[arg(long, default_value = "dgating", conflicts_with = "resume")]
     mode: String,
     /// Gate depth D >= 2 (also the exponent 2/D of the direct and prox penalties).
@@ -82,10 +97,10 @@ pub struct TrainArgs {
     /// `dgating prune`).
     #[arg(long, default_value_t = 3e-2, conflicts_with = "resume")]
     threshold_rel: f64,
-    /// magnitude: fraction of groups to remove, in [0, 1).
+    /// magnitude, l1-filter, slimming: fraction of groups (channels) to remove, in [0, 1).
     #[arg(long, default_value_t = 0.5, conflicts_with = "resume")]
     target_sparsity: f64,
-    /// magnitude: fine-tuning epochs.
+    /// magnitude, l1-filter, slimming: fine-tuning epochs.
     #[arg(long, default_value_t = 5, conflicts_with = "resume")]
     finetune_epochs: usize,
     /// Gate initialization: ones (omega = W, gates 1) or balanced (|gamma| = ||omega_j||).
@@ -141,6 +156,9 @@ impl TrainArgs {
             "balanced" => GateInit::Balanced,
             other => return Err(format!("unknown gate init `{other}` (known: ones, balanced)").into()),
         };
+        if self.crop_padding > 0 || self.hflip {
+            cfg.augment = Some(dgating_nn::data::Augment { crop_padding: self.crop_padding, hflip: self.hflip });
+        }
         cfg.device = dgating_nn::train::DeviceSpec::parse(&self.device)?;
         cfg.device.device()?;
         cfg.check()?;
@@ -152,7 +170,18 @@ impl TrainArgs {
         spec.task = Task::parse(&self.task)?;
         spec.test_fraction = self.test_fraction;
         spec.val_source = self.val_data.clone();
+        if self.normalize {
+            (spec.standardize, spec.per_channel) = (true, true);
+        }
         Ok(spec)
+    }
+
+    /// The model spec: the preset, with `@WIDTH` for a width multiplier.
+    fn model(&self) -> String {
+        match self.width {
+            Some(w) => format!("{}@{w}", self.model),
+            None => self.model.clone(),
+        }
     }
 }
 
@@ -240,7 +269,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
             train::resume(dir, ResumeOptions { epochs: args.epochs }, &mut progress, &mut on_epoch)?
         }
         None => {
-            let plan = train::plan(&args.model, args.config()?, args.data()?)?;
+            let plan = train::plan(&args.model(), args.config()?, args.data()?)?;
             let out = match &args.out {
                 Some(o) => o.clone(),
                 None => default_out(args)?,

@@ -186,3 +186,94 @@ lr = 0.01
         assert!(err < 0.1, "{}: coefficient error {err}", r["id"]);
     }
 }
+
+/// `n` 28x28 images whose class (0..4) sets which quadrant is bright, as raw IDX files.
+fn write_images(dir: &Path, prefix: &str, n: u32) {
+    let mut img = vec![0, 0, 8, 3];
+    for d in [n, 28, 28] {
+        img.extend(d.to_be_bytes());
+    }
+    let mut lab = vec![0, 0, 8, 1];
+    lab.extend(n.to_be_bytes());
+    for i in 0..n {
+        let class = (i % 4) as usize;
+        for y in 0..28 {
+            for x in 0..28 {
+                let quadrant = (y / 14) * 2 + x / 14;
+                let noise = ((i as usize * 31 + y * 7 + x * 13) % 50) as u8;
+                img.push(if quadrant == class { 200 + noise } else { noise });
+            }
+        }
+        lab.push(class as u8);
+    }
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), img).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), lab).unwrap();
+}
+
+/// A vision task (a tiny VGG-11 with batch norm on a small image directory) with every
+/// filter-pruning method at the same fine-tuning budget: dense, D-Gating, magnitude,
+/// L1-filter and slimming. The prune-once methods remove their target share of every
+/// layer's filters (L1-filter, magnitude) or of all filters (slimming), FLOPs drop, and the
+/// report compares D-Gating with them.
+#[test]
+fn vision_task_compares_filter_pruning_methods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("imgs")).unwrap();
+    write_images(&d.join("imgs"), "train", 64);
+    write_images(&d.join("imgs"), "t10k", 32);
+    let spec = r#"
+name = "vision"
+methods = ["dense", "dgating", "magnitude", "l1_filter", "slimming"]
+depths = [3]
+sparsities = [0.5]
+seeds = [0]
+
+[[tasks]]
+name = "vgg"
+data = "imgs"
+model = "vgg11@0.0625"
+epochs = 1
+batch_size = 32
+lr = 0.05
+lambdas = [0.01]
+slimming_lambda = 1e-4
+
+[finetune]
+epochs = 1
+lr = 0.01
+"#;
+    std::fs::write(d.join("vision.toml"), spec).unwrap();
+    let (code, _, e) = run_in(d, &["sweep", "vision.toml", "--out", "sw", "--jobs", "1", "--quiet"]);
+    assert_eq!(code, 0, "{e}");
+    let recs = records(&d.join("sw"));
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "vgg-dense-s0",
+            "vgg-dgating-D3-l1.000e-2-s0",
+            "vgg-l1-filter-t0.5-s0",
+            "vgg-magnitude-t0.5-s0",
+            "vgg-slimming-l1.000e-4-t0.5-s0"
+        ]
+    );
+    for r in &recs {
+        assert!(r["metric_finetuned"].is_number(), "{}: fine-tuned like every point", r["id"]);
+        let method = r["point"]["method"].as_str().unwrap();
+        if ["magnitude", "l1_filter", "slimming"].contains(&method) {
+            let removed = r["removed_fraction"].as_f64().unwrap();
+            assert!((removed - 0.5).abs() < 0.05, "{}: removed {removed}", r["id"]);
+            assert!(r["flops"].as_u64().unwrap() < r["flops_before"].as_u64().unwrap(), "{}", r["id"]);
+        }
+        if ["magnitude", "l1_filter"].contains(&method) {
+            // Per-layer methods remove half of each layer's filters.
+            let (groups, kept) = (r["groups"].as_array().unwrap(), r["kept"].as_array().unwrap());
+            for (g, k) in groups.iter().zip(kept) {
+                assert_eq!(k.as_u64().unwrap(), g.as_u64().unwrap().div_ceil(2), "{}", r["id"]);
+            }
+        }
+    }
+    let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
+    assert!(md.contains("### vgg") && md.contains("slimming"), "{md}");
+}

@@ -6,13 +6,18 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use dgating_core::GateConfig;
+use dgating_nn::data::Targets;
+use dgating_nn::layers::GateInit;
+use dgating_nn::model::{Architecture, ConvLayer, ConvNetConfig, ImageShape};
 use dgating_nn::ops::{
-    GroupAxis, causal_attention, gate_product, gate_product_reference, gelu, gelu_reference, layer_norm, linear,
-    linear_reference, linear_relu, scale_cols_relu, scale_groups, scale_groups_reference,
+    Conv2dParams, GroupAxis, avg_pool2d, avg_pool2d_reference, batch_norm_train, batch_norm_train_reference,
+    causal_attention, conv2d, conv2d_reference, conv2d_relu, gate_product, gate_product_reference, gelu,
+    gelu_reference, layer_norm, linear, linear_reference, linear_relu, max_pool2d, max_pool2d_reference,
+    scale_cols_relu, scale_groups, scale_groups_reference,
 };
 use dgating_nn::optim::OptimizerKind;
 use dgating_nn::train::engine::TensorData;
-use dgating_nn::{Mlp, MlpConfig, Mode, TrainConfig, Trainer, effective_tensors};
+use dgating_nn::{Mlp, MlpConfig, Mode, Model, TrainConfig, Trainer, effective_tensors};
 
 fn vals(n: usize, seed: f64) -> Vec<f64> {
     (0..n).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
@@ -108,6 +113,99 @@ fn fused_ops_match_composite_references(device: &Device) {
         |t| linear_reference(&t[0], &t[1], Some(&t[2])).unwrap().relu().unwrap(),
     );
     check_op("gelu", device, &[&[4, 9]], |t| gelu(&t[0]).unwrap(), |t| gelu_reference(&t[0]).unwrap());
+    let p = Conv2dParams::new(1, 1);
+    check_op(
+        "conv2d",
+        device,
+        &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
+        |t| conv2d(&t[0], &t[1], Some(&t[2]), p, "conv").unwrap(),
+        |t| conv2d_reference(&t[0], &t[1], Some(&t[2]), p).unwrap(),
+    );
+    check_op(
+        "conv2d_relu",
+        device,
+        &[&[2, 3, 5, 5], &[4, 3, 3, 3], &[4]],
+        |t| conv2d_relu(&t[0], &t[1], Some(&t[2]), p, "conv").unwrap(),
+        |t| conv2d_reference(&t[0], &t[1], Some(&t[2]), p).unwrap().relu().unwrap(),
+    );
+    for relu in [false, true] {
+        check_op(
+            &format!("batch_norm_train relu={relu}"),
+            device,
+            &[&[3, 4, 2, 3], &[4], &[4]],
+            |t| batch_norm_train(&t[0], &t[1], &t[2], 1e-5, relu, "bn").unwrap().0,
+            |t| {
+                let y = batch_norm_train_reference(&t[0], &t[1], &t[2], 1e-5).unwrap().0;
+                if relu { y.relu().unwrap() } else { y }
+            },
+        );
+    }
+    // 5x7: the last row and column are partial windows, dropped.
+    for k in [2, 3] {
+        check_op(
+            &format!("max_pool2d k={k}"),
+            device,
+            &[&[2, 3, 5, 7]],
+            |t| max_pool2d(&t[0], k, k, "pool").unwrap(),
+            |t| max_pool2d_reference(&t[0], k).unwrap(),
+        );
+        check_op(
+            &format!("avg_pool2d k={k}"),
+            device,
+            &[&[2, 3, 5, 7]],
+            |t| avg_pool2d(&t[0], k, k, "pool").unwrap(),
+            |t| avg_pool2d_reference(&t[0], k).unwrap(),
+        );
+    }
+}
+
+/// A gated conv net (batch norm in training mode, running statistics, pooling) trained for a
+/// few steps on `device` ends where the same run on the CPU ends, running statistics included.
+fn conv_training_follows_the_cpu(device: &Device) {
+    let shape = ImageShape::new(2, 8, 8);
+    let conv = |out, gated| ConvLayer::Conv { out, kernel: 3, stride: 1, padding: 1, batch_norm: true, gated };
+    let a = Architecture::ConvNet(ConvNetConfig {
+        input: shape,
+        layers: vec![conv(4, false), ConvLayer::MaxPool { size: 2 }, conv(6, true)],
+        global_pool: true,
+        hidden: vec![5],
+        group_hidden: true,
+        output_dim: 3,
+    });
+    let n = 24;
+    let features: Vec<f32> = (0..n * shape.features()).map(|i| ((i as f32) * 0.0137).sin()).collect();
+    let names = (0..shape.features()).map(|i| format!("px{i}")).collect();
+    let targets = Targets::Classes {
+        labels: (0..n as u32).map(|i| i % 3).collect(),
+        num_classes: 3,
+        names: ["a", "b", "c"].map(String::from).to_vec(),
+    };
+    let data = dgating_nn::data::Dataset::new("images", features, shape.features(), names, targets).unwrap();
+    let run = |dev: &Device| {
+        let model = a.build(Some(3), GateInit::Balanced, 5, DType::F32, dev).unwrap();
+        let mut cfg = TrainConfig::new(Mode::Dgating, GateConfig::new(3, 0.01).unwrap());
+        cfg.optimizer = OptimizerKind::Sgd { momentum: 0.9 };
+        cfg.epochs = 2;
+        cfg.batch_size = 8;
+        cfg.lr = 0.02;
+        let mut trainer = Trainer::new(&model, cfg).unwrap();
+        let t = TensorData::new(&data, DType::F32, dev).unwrap();
+        while !trainer.finished() {
+            trainer.train_epoch(&t, &mut |_| {}).unwrap();
+        }
+        assert_eq!(dgating_nn::device_of(&model).unwrap().location(), dev.location());
+        let mut out: Vec<(String, Vec<f64>)> =
+            effective_tensors(&model).unwrap().into_iter().map(|(k, t)| (k, to_f64(&t))).collect();
+        for p in model.params().unwrap().iter().filter(|p| p.name.contains("running")) {
+            out.push((p.name.clone(), to_f64(p.var.as_tensor())));
+        }
+        out
+    };
+    let (got, want) = (run(device), run(&Device::Cpu));
+    assert!(want.iter().any(|(k, _)| k.contains("running_var")), "the running statistics are compared");
+    for ((name, g), (_, w)) in got.iter().zip(&want) {
+        assert_close(name, g, w, 1e-4);
+    }
 }
 
 /// The language-model ops are composite (every step a candle op that back-propagates), so they
@@ -148,4 +246,9 @@ fn training_follows_the_cpu(device: &Device) {
     }
 }
 
-dgating_nn::test_on_devices!(fused_ops_match_composite_references, lm_ops_match_the_cpu, training_follows_the_cpu);
+dgating_nn::test_on_devices!(
+    fused_ops_match_composite_references,
+    lm_ops_match_the_cpu,
+    training_follows_the_cpu,
+    conv_training_follows_the_cpu
+);

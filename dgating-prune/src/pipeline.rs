@@ -21,8 +21,12 @@ use crate::plan::PrunePlan;
 use crate::report::{Cost, Evaluation, Latency, PruneReport};
 use crate::verify::{Verification, verify};
 
-/// Rows per timed forward pass (held-out rows repeated to this size).
+/// Rows per timed forward pass (held-out rows repeated to this size), at most.
 pub const LATENCY_BATCH: usize = 1024;
+/// FLOPs per timed forward pass of the unpruned model, at most: conv nets time fewer rows
+/// than [`LATENCY_BATCH`] (`rows = clamp(budget / FLOPs per sample, 1, 1024)`), so that a prune
+/// stays seconds, not minutes.
+pub const LATENCY_FLOP_BUDGET: usize = 1 << 30;
 /// Timed repetitions per model.
 pub const LATENCY_REPETITIONS: usize = 20;
 /// File name of the report written next to the compacted model.
@@ -87,8 +91,9 @@ fn prune_locked<M: Model + ?Sized>(
     export(&compacted, out_dir)?;
     let x = &held_out.inputs;
     let rows = x.dim(0)?;
-    let ids: Vec<u32> = (0..LATENCY_BATCH).map(|i| (i % rows) as u32).collect();
-    let xb = x.index_select(&Tensor::from_vec(ids, LATENCY_BATCH, &Device::Cpu)?, 0)?.to_device(&device)?;
+    let batch = (LATENCY_FLOP_BUDGET / before.flops_per_sample.max(1)).clamp(1, LATENCY_BATCH);
+    let ids: Vec<u32> = (0..batch).map(|i| (i % rows) as u32).collect();
+    let xb = x.index_select(&Tensor::from_vec(ids, batch, &Device::Cpu)?, 0)?.to_device(&device)?;
     let latency = measure_latency(model, &dense, &on_device, &xb, LATENCY_REPETITIONS)?;
     let report = PruneReport {
         run_dir: run_dir.into(),
@@ -128,7 +133,7 @@ pub fn annotate(model: &mut Compacted, cfg: &RunConfig, metrics: Option<EpochMet
     if cfg.train.mode == Mode::Dgating {
         p.depth = Some(cfg.train.gate.depth());
     }
-    if matches!(cfg.train.mode, Mode::Dgating | Mode::Direct | Mode::Prox) {
+    if matches!(cfg.train.mode, Mode::Dgating | Mode::Direct | Mode::Prox | Mode::Slimming) {
         p.lambda = Some(cfg.train.gate.lambda());
     }
     p.training =

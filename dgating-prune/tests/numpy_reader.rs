@@ -48,7 +48,7 @@ fn check(c: &Compacted, x_raw: &candle_core::Tensor) {
 }
 
 #[test]
-fn the_documented_numpy_reader_reproduces_both_architectures() {
+fn the_documented_numpy_reader_reproduces_every_architecture() {
     if !numpy_available() {
         eprintln!("skipped: python3 with numpy is not installed");
         return;
@@ -77,6 +77,33 @@ fn the_documented_numpy_reader_reproduces_both_architectures() {
     let c = compact(&r, &PrunePlan::new(&r, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
     assert_eq!(c.sizes().unwrap()["stream"], 4);
     check(&c, &inputs(9, 5, 2));
+
+    // Conv nets: LeNet-5 (flatten, conv biases, pooling) and a ResNet (batch norm with running
+    // statistics, projection shortcuts, a stream channel removed), both with removed channels.
+    use dgating_nn::model::{ImageShape, ResNetConfig, ResStage};
+    let lenet = Architecture::conv_preset("lenet5", ImageShape::new(1, 28, 28), 3, 0.5).unwrap();
+    let l = lenet.build(Some(3), GateInit::Balanced, 5, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let store = l.params().unwrap();
+    l.gate_sets()[0].drop_groups(&store, &(0..8).map(|i| i % 3 != 1).collect::<Vec<_>>()).unwrap();
+    let c = compact(&l, &PrunePlan::new(&l, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
+    check(&c, &inputs(3, 784, 3));
+    let res = Architecture::ResNet(ResNetConfig {
+        input: ImageShape::new(3, 8, 8),
+        stages: vec![ResStage { width: 4, blocks: vec![3] }, ResStage { width: 5, blocks: vec![3, 2] }],
+        output_dim: 2,
+        group_stream: true,
+        group_inner: true,
+    });
+    let r = res.build(Some(2), GateInit::Balanced, 6, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    for seed in 0..2 {
+        r.forward_train(&inputs(6, 192, seed)).unwrap();
+    }
+    let store = r.params().unwrap();
+    r.gate_sets()[2].drop_groups(&store, &[true, false, true, true, false]).unwrap();
+    r.gate_sets()[3].drop_groups(&store, &[false, true, true]).unwrap();
+    let c = compact(&r, &PrunePlan::new(&r, &Threshold::absolute(0.0).unwrap()).unwrap()).unwrap();
+    assert_eq!(c.sizes().unwrap()["stages.1.stream"], 3);
+    check(&c, &inputs(4, 192, 4));
 }
 
 #[test]

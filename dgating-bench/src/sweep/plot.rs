@@ -31,6 +31,8 @@ fn colour(m: Method) -> RGBColor {
         Method::Prox => RGBColor(44, 160, 44),
         Method::Magnitude => RGBColor(148, 103, 189),
         Method::Dense => RGBColor(90, 90, 90),
+        Method::L1Filter => RGBColor(255, 127, 14),
+        Method::Slimming => RGBColor(140, 86, 75),
     }
 }
 
@@ -101,7 +103,15 @@ fn draw<DB: DrawingBackend>(
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc(axis.label()).y_desc(metric).draw().map_err(|e| err(&e))?;
-    for method in [Method::Dense, Method::Magnitude, Method::Direct, Method::Prox, Method::Dgating] {
+    for method in [
+        Method::Dense,
+        Method::Magnitude,
+        Method::L1Filter,
+        Method::Slimming,
+        Method::Direct,
+        Method::Prox,
+        Method::Dgating,
+    ] {
         let c = colour(method);
         let mut ms: Vec<(f64, f64, f64)> = settings
             .iter()

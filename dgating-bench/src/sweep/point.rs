@@ -15,9 +15,9 @@ pub struct Point {
     pub method: Method,
     /// `D` (penalized methods).
     pub depth: Option<usize>,
-    /// `λ` (penalized methods).
+    /// `λ` (penalized methods; slimming: its `λ` on batch-norm scales).
     pub lambda: Option<f64>,
-    /// Target sparsity (magnitude).
+    /// Target sparsity (magnitude, l1-filter, slimming).
     pub sparsity: Option<f64>,
     /// Seed.
     pub seed: u64,
@@ -58,9 +58,14 @@ pub fn points(spec: &SweepSpec) -> Result<Vec<Point>> {
             let base = Point { task: task.name.clone(), method, depth: None, lambda: None, sparsity: None, seed: 0 };
             let settings: Vec<Point> = match method {
                 Method::Dense => vec![base],
-                Method::Magnitude => {
+                Method::Magnitude | Method::L1Filter => {
                     spec.sparsities.iter().map(|&s| Point { sparsity: Some(s), ..base.clone() }).collect()
                 }
+                Method::Slimming => spec
+                    .sparsities
+                    .iter()
+                    .map(|&s| Point { lambda: Some(task.slimming_lambda), sparsity: Some(s), ..base.clone() })
+                    .collect(),
                 _ => spec
                     .depths
                     .iter()

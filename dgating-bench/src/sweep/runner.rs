@@ -123,10 +123,15 @@ fn outcome_of_training(e: &Error) -> bool {
 }
 
 fn train_config(spec: &SweepSpec, task: &TaskSpec, p: &Point) -> Result<TrainConfig> {
-    // Magnitude pruning trains dense with the same budget; the sweep removes the groups.
-    let mode = if p.method == Method::Magnitude { Mode::Dense } else { p.method };
+    // Magnitude and L1-filter pruning train dense with the same budget, slimming trains with
+    // its penalty for that budget; the sweep removes the groups and fine-tunes like every point.
+    let mode = match p.method {
+        Method::Magnitude | Method::L1Filter => Mode::Dense,
+        m => m,
+    };
     let gate = GateConfig::new(p.depth.unwrap_or(2), p.lambda.unwrap_or(0.0))?;
     let mut cfg = TrainConfig::new(mode, gate);
+    cfg.finetune_epochs = 0;
     cfg.epochs = task.epochs;
     cfg.batch_size = task.batch_size;
     cfg.lr = task.lr;
@@ -152,7 +157,17 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
     let (cfg, model) = load_run_model_on(&run_dir, &device)?;
     let prepared = cfg.load_data()?;
     let (compacted, groups, kept, gap_found, before) = match p.method {
-        Method::Magnitude => magnitude(&model, p.sparsity.unwrap_or(0.0), &device)?,
+        Method::Magnitude | Method::L1Filter | Method::Slimming => {
+            let sparsity = p.sparsity.unwrap_or(0.0);
+            let masks = match p.method {
+                Method::Magnitude => {
+                    set_norms(&model)?.iter().map(|(_, n)| dgating_core::keep_largest(n, sparsity)).collect()
+                }
+                Method::L1Filter => dgating_nn::train::baselines::l1_filter_masks(&model, sparsity)?,
+                _ => dgating_nn::train::baselines::slimming_masks(&model, sparsity)?,
+            };
+            prune_once(&model, masks, &device)?
+        }
         _ => {
             let report = prune_run_on(&run_dir, &ReadOut::default(), &dir.join("compact"), false, &device)?;
             let compacted = dgating_prune::import(&dir.join("compact"))?.to_device(&device)?;
@@ -241,16 +256,14 @@ fn tensors(d: &Dataset, device: &Device) -> Result<TensorData> {
     Ok(TensorData::new(d, DType::F32, device)?)
 }
 
-/// Magnitude pruning of a dense model: the smallest `sparsity` share of each gate set's
-/// groups (by norm) removed, the rest compacted.
+/// Pruning once by `masks` (one per gate set; magnitude, L1-filter and slimming pruning):
+/// the masked groups removed, the rest compacted.
 #[allow(clippy::type_complexity)]
-fn magnitude(
+fn prune_once(
     model: &Network,
-    sparsity: f64,
+    masks: Vec<Vec<bool>>,
     device: &Device,
 ) -> Result<(Compacted, Vec<usize>, Vec<usize>, Vec<bool>, (usize, usize))> {
-    let norms = set_norms(model)?;
-    let masks: Vec<Vec<bool>> = norms.iter().map(|(_, n)| dgating_core::keep_largest(n, sparsity)).collect();
     let groups = masks.iter().map(Vec::len).collect();
     let kept = masks.iter().map(|m| m.iter().filter(|k| **k).count()).collect();
     let gaps = vec![false; masks.len()];

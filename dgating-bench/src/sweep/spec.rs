@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The methods a sweep compares are the training modes of `dgating train`: `dense` (pruned
-/// with the same read-out as everyone, a weak baseline), `dgating`, `direct`, `prox` and
-/// `magnitude` (train dense with the same budget, remove the smallest groups).
+/// with the same read-out as everyone, a weak baseline), `dgating`, `direct`, `prox`,
+/// `magnitude` (train dense with the same budget, remove the smallest groups), and for conv
+/// nets `l1-filter` (train dense, remove the filters with the smallest L1 norms per layer) and
+/// `slimming` (train with `λ Σ|γ|` on batch-norm scales, remove the smallest `|γ|` globally).
 pub use dgating_nn::train::Mode as Method;
 
 /// Values of `λ`: a log-spaced grid or a list.
@@ -74,6 +76,13 @@ pub struct TaskSpec {
     pub lr: f64,
     /// `λ` values for the penalized methods.
     pub lambdas: Grid,
+    /// Network slimming's `λ` on the batch-norm scales (Liu et al. 2017 use `1e-4`).
+    #[serde(default = "default_slimming_lambda")]
+    pub slimming_lambda: f64,
+}
+
+fn default_slimming_lambda() -> f64 {
+    1e-4
 }
 
 /// The fine-tuning budget every method gets after pruning (reported beside the result
@@ -109,7 +118,7 @@ pub struct SweepSpec {
 }
 
 /// Names accepted by [`SweepSpec::preset`].
-pub const PRESETS: &[&str] = &["ci", "paper-cpu", "paper-gpu"];
+pub const PRESETS: &[&str] = &["ci", "paper-cpu", "paper-gpu", "vision-cpu"];
 
 impl SweepSpec {
     /// Parses TOML and checks it.
@@ -136,8 +145,10 @@ impl SweepSpec {
         if let Some(d) = self.depths.iter().find(|&&d| d < 2) {
             return bad(format!("depths must be >= 2, got {d}"));
         }
-        if self.methods.contains(&Method::Magnitude) && self.sparsities.is_empty() {
-            return bad("magnitude pruning needs at least one target sparsity".into());
+        if let Some(m) = self.methods.iter().find(|m| m.prunes_then_finetunes())
+            && self.sparsities.is_empty()
+        {
+            return bad(format!("`{}` needs at least one target sparsity", m.name()));
         }
         if let Some(s) = self.sparsities.iter().find(|s| !(0.0..1.0).contains(*s)) {
             return bad(format!("target sparsities must be in [0, 1), got {s}"));
@@ -146,6 +157,9 @@ impl SweepSpec {
             t.lambdas.values()?;
             if t.epochs == 0 || t.batch_size == 0 || !(t.lr > 0.0 && t.lr.is_finite()) {
                 return bad(format!("task `{}`: epochs, batch size and lr must be > 0", t.name));
+            }
+            if !(t.slimming_lambda >= 0.0 && t.slimming_lambda.is_finite()) {
+                return bad(format!("task `{}`: slimming_lambda must be finite and >= 0", t.name));
             }
             if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return bad(format!("task name `{}` must be letters, digits, `-` or `_`", t.name));
@@ -158,7 +172,10 @@ impl SweepSpec {
     }
 
     /// A preset: `ci` (wine only, about a minute), `paper-cpu` (the MLP tasks with 3 seeds,
-    /// hours on 2 cores), `paper-gpu` (more λ values, depths and seeds, on CUDA device 0).
+    /// hours on 2 cores), `paper-gpu` (more λ values, depths and seeds, on CUDA device 0),
+    /// `vision-cpu` (LeNet-5 and VGG-11 ×0.25 on the built-in Fashion-MNIST subset: dense,
+    /// D-Gating at D ∈ {2, 3, 4}, magnitude, L1-filter and slimming at two target sparsities,
+    /// 3 seeds, the same fine-tuning budget for all; many hours on 2 cores).
     pub fn preset(name: &str) -> Result<Self> {
         let task = |name: &str, data: &str, model: &str, epochs, batch_size, lr, lambdas| TaskSpec {
             name: name.into(),
@@ -169,6 +186,7 @@ impl SweepSpec {
             batch_size,
             lr,
             lambdas,
+            slimming_lambda: default_slimming_lambda(),
         };
         let all = vec![Method::Dense, Method::Dgating, Method::Direct, Method::Prox, Method::Magnitude];
         let spec = match name {
@@ -225,6 +243,35 @@ impl SweepSpec {
                     device: if gpu { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu },
                 }
             }
+            "vision-cpu" => Self {
+                name: name.into(),
+                tasks: vec![
+                    task(
+                        "lenet5",
+                        "fashion-mnist-10k",
+                        "lenet5",
+                        10,
+                        128,
+                        0.05,
+                        Grid::Log { min: 5e-3, max: 2e-2, count: 3 },
+                    ),
+                    task(
+                        "vgg11",
+                        "fashion-mnist-10k",
+                        "vgg11@0.25",
+                        5,
+                        64,
+                        0.05,
+                        Grid::Log { min: 5e-3, max: 2e-2, count: 3 },
+                    ),
+                ],
+                methods: vec![Method::Dense, Method::Dgating, Method::Magnitude, Method::L1Filter, Method::Slimming],
+                depths: vec![2, 3, 4],
+                sparsities: vec![0.5, 0.75],
+                seeds: vec![0, 1, 2],
+                finetune: FinetuneSpec { epochs: 2, lr: 0.01 },
+                device: DeviceSpec::Cpu,
+            },
             other => {
                 return Err(Error::InvalidConfig(format!("unknown preset `{other}` (known: {})", PRESETS.join(", "))));
             }

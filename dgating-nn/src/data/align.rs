@@ -5,6 +5,16 @@
 use super::{Dataset, Targets};
 use crate::data::csv::short;
 use crate::error::{Error, Result};
+use crate::model::ImageShape;
+
+/// `n` when `names` are the pixel names `px0..px{n-1}` of an image data set.
+fn pixel_count(names: &[String]) -> Option<usize> {
+    names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| n.strip_prefix("px").is_some_and(|k| k == i.to_string()))
+        .then_some(names.len())
+}
 
 impl Dataset {
     /// The features reordered to `names` (the model's input features, in its order).
@@ -22,6 +32,20 @@ impl Dataset {
         }
         if self.feature_names == names {
             return Ok(self.clone());
+        }
+        if let (Some(have), Some(want)) = (pixel_count(&self.feature_names), pixel_count(names))
+            && have != want
+        {
+            let shape = |n: usize| ImageShape::infer(n).map(|s| format!(" ({s})")).unwrap_or_default();
+            return Err(Error::data(
+                self.name.clone(),
+                format!(
+                    "images of {have} values{} per sample, but the model reads images of {want} values{}: \
+                     wrong image size or channel count",
+                    shape(have),
+                    shape(want)
+                ),
+            ));
         }
         let unknown: Vec<String> =
             self.feature_names.iter().filter(|n| !names.contains(n)).map(|n| format!("`{}`", short(n))).collect();
@@ -133,6 +157,27 @@ mod tests {
         // A feature the model does not read may be absent.
         let a = d.align_features(&s(&["a", "b", "c"]), Some(&[true, true, false])).unwrap();
         assert_eq!(a.features, vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0]);
+    }
+
+    /// Pixel columns of another count are images of another size or channel count, and the
+    /// error says so with both shapes (not a list of unknown or missing pixels).
+    #[test]
+    fn images_of_another_size_are_named_as_such() {
+        let names = |n: usize| (0..n).map(|i| format!("px{i}")).collect::<Vec<_>>();
+        let d = crate::data::Dataset::new(
+            "rgb",
+            vec![0.5; 2 * 3072],
+            3072,
+            names(3072),
+            crate::data::Targets::Values(vec![0.0, 1.0]),
+        )
+        .unwrap();
+        let e = d.align_features(&names(784), None).unwrap_err().to_string();
+        assert!(e.contains("3072 values (3x32x32)") && e.contains("784 values (1x28x28)"), "{e}");
+        assert!(e.contains("wrong image size or channel count") && e.contains("rgb"), "{e}");
+        let e = d.align_features(&names(1024), None).unwrap_err().to_string();
+        assert!(e.contains("(1x32x32)"), "{e}");
+        assert_eq!(d.align_features(&names(3072), None).unwrap().num_features, 3072);
     }
 
     #[test]

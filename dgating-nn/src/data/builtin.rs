@@ -7,12 +7,14 @@ use super::{Dataset, Targets, parse_csv, parse_idx};
 use crate::error::{Error, Result};
 
 /// Names accepted by [`builtin`] (and by [`load`](super::load)).
-pub const BUILTIN: &[&str] = &["wine", "breast-cancer", "mnist-10k", "synthetic"];
+pub const BUILTIN: &[&str] = &["wine", "breast-cancer", "mnist-10k", "fashion-mnist-10k", "synthetic"];
 
 const WINE_CSV: &[u8] = include_bytes!("../../data/wine.csv");
 const BREAST_CANCER_CSV: &[u8] = include_bytes!("../../data/breast_cancer.csv");
 const MNIST_IMAGES: &[u8] = include_bytes!("../../data/mnist-10k/images-idx3-ubyte.gz");
 const MNIST_LABELS: &[u8] = include_bytes!("../../data/mnist-10k/labels-idx1-ubyte.gz");
+const FASHION_IMAGES: &[u8] = include_bytes!("../../data/fashion-mnist-10k/images-idx3-ubyte.gz");
+const FASHION_LABELS: &[u8] = include_bytes!("../../data/fashion-mnist-10k/labels-idx1-ubyte.gz");
 
 /// The spec of the built-in `synthetic` regression: 600 samples, 20 single-feature groups of
 /// which 5 are active.
@@ -33,6 +35,8 @@ pub const SYNTHETIC_SPEC: GroupSparseSpec = GroupSparseSpec {
 /// * `breast-cancer`: 569 × 30, 2 classes (0 = malignant 212, 1 = benign 357);
 /// * `mnist-10k`: 10 000 × 784 pixels in `[0, 1]`, 10 classes, interleaved so that
 ///   [`Dataset::split_at`]`(8000)` is stratified;
+/// * `fashion-mnist-10k`: the first 10 000 images of Fashion-MNIST's training set (28×28 grey,
+///   pixels in `[0, 1]`, 10 classes), interleaved the same way;
 /// * `synthetic`: [`SYNTHETIC_SPEC`] through [`synthetic`], a regression with 5 of 20 features
 ///   active.
 ///
@@ -42,6 +46,7 @@ pub fn builtin(name: &str) -> Result<Dataset> {
         "wine" => parse_csv("wine", WINE_CSV, "target"),
         "breast-cancer" => parse_csv("breast-cancer", BREAST_CANCER_CSV, "target"),
         "mnist-10k" => parse_idx("mnist-10k", MNIST_IMAGES, MNIST_LABELS),
+        "fashion-mnist-10k" => parse_idx("fashion-mnist-10k", FASHION_IMAGES, FASHION_LABELS),
         "synthetic" => synthetic(&SYNTHETIC_SPEC).map(|(d, _)| d),
         _ => Err(Error::UnknownName { kind: "data set", name: name.to_string(), known: BUILTIN.join(", ") }),
     }
@@ -116,11 +121,26 @@ mod tests {
     }
 
     #[test]
+    fn fashion_mnist_10k_is_the_first_10k_training_images_interleaved() {
+        let d = builtin("fashion-mnist-10k").unwrap();
+        assert_eq!((d.len(), d.num_features, d.num_classes()), (10_000, 784, Some(10)));
+        assert_eq!(d.class_counts(), Some(vec![942, 1027, 1016, 1019, 974, 989, 1021, 1022, 990, 1000]));
+        assert!(d.features.iter().all(|&p| (0.0..=1.0).contains(&p)));
+        let (train, test) = d.split_at(8000).unwrap();
+        let share = |c: &[usize], k: usize| c[k] as f64 / 10_000.0;
+        let (ct, cv) = (train.class_counts().unwrap(), test.class_counts().unwrap());
+        for k in 0..10 {
+            assert!((ct[k] as f64 / 8000.0 - share(&d.class_counts().unwrap(), k)).abs() < 0.002, "{k}: {ct:?}");
+            assert!(cv[k] > 180, "{cv:?}");
+        }
+    }
+
+    #[test]
     fn unknown_names_list_the_known_ones() {
         match builtin("iris") {
             Err(Error::UnknownName { name, known, .. }) => {
                 assert_eq!(name, "iris");
-                assert_eq!(known, "wine, breast-cancer, mnist-10k, synthetic");
+                assert_eq!(known, "wine, breast-cancer, mnist-10k, fashion-mnist-10k, synthetic");
             }
             other => panic!("{other:?}"),
         }

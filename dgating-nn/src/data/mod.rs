@@ -17,8 +17,10 @@
 //! ```
 
 pub mod align;
+pub mod augment;
 pub mod batch;
 pub mod builtin;
+pub mod cifar;
 pub mod csv;
 pub mod idx;
 pub mod source;
@@ -28,6 +30,7 @@ pub mod task;
 
 use std::fmt;
 
+pub use augment::Augment;
 pub use batch::{BatchIter, batch_indices};
 pub use builtin::{BUILTIN, builtin, synthetic};
 pub use csv::{TableOptions, load_csv, load_features, load_table, parse_csv, parse_table, table_delimiter};

@@ -3,8 +3,47 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::cifar::{detect_cifar, load_cifar};
 use super::csv::table_delimiter;
 use super::{BUILTIN, Dataset, Task, TaskChoice, builtin, load_idx, load_table};
+
+/// Where Debian's `dataset-fashion-mnist` puts the full Fashion-MNIST IDX files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// Environment variable that overrides [`FASHION_MNIST_DIR`].
+pub const FASHION_MNIST_ENV: &str = "DGATING_FASHION_MNIST_DIR";
+
+/// The directory of the full Fashion-MNIST (`--data fashion-mnist`): `$DGATING_FASHION_MNIST_DIR`
+/// or [`FASHION_MNIST_DIR`], which must hold the four IDX files; otherwise an error that says
+/// how to get them.
+pub fn fashion_mnist_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os(FASHION_MNIST_ENV).map_or_else(|| PathBuf::from(FASHION_MNIST_DIR), PathBuf::from);
+    let files = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ];
+    if let Some(missing) = files.iter().find(|f| !dir.join(f).is_file()) {
+        return Err(Error::data(
+            "fashion-mnist",
+            format!(
+                "the full Fashion-MNIST is not installed ({} has no {missing}). On Debian/Ubuntu: \
+                 `sudo apt-get install dataset-fashion-mnist` (puts the IDX files under {FASHION_MNIST_DIR}); \
+                 or download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist \
+                 into a directory and set {FASHION_MNIST_ENV} to it (or pass that directory as --data). \
+                 The built-in 10,000-image subset needs no install: --data fashion-mnist-10k",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The directory a data spec names: `fashion-mnist` resolves to [`fashion_mnist_dir`], any
+/// other spec is taken as written.
+fn resolve(spec: &str) -> Result<PathBuf> {
+    if spec == "fashion-mnist" { fashion_mnist_dir() } else { Ok(PathBuf::from(spec)) }
+}
 use crate::error::{Error, Result};
 
 /// Loads `spec` with the task chosen automatically; see [`load_with`].
@@ -45,12 +84,16 @@ pub fn load_with(spec: &str, target: Option<&str>, task: Option<Task>) -> Result
     if BUILTIN.contains(&spec) {
         return fixed(builtin(spec)?, &format!("the built-in data set `{spec}`"));
     }
-    let path = Path::new(spec);
+    let resolved = resolve(spec)?;
+    let path = resolved.as_path();
     if table_delimiter(path).is_some() && path.is_file() {
         let target = target.ok_or_else(|| {
             Error::Config(format!("`--target` is required for the table {spec}: name its target column"))
         })?;
         return load_table(path, target, task);
+    }
+    if let Some((kind, train, _)) = path.is_dir().then(|| detect_cifar(path)).flatten() {
+        return fixed(load_cifar(spec, path, &train, kind)?, "CIFAR binary data");
     }
     if path.is_dir() {
         let (images, labels) = find_idx_pair(path)?;
@@ -69,10 +112,19 @@ pub fn load_with(spec: &str, target: Option<&str>, task: Option<Task>) -> Result
 }
 
 /// The test set of an IDX directory that ships one (`t10k-images-idx3-ubyte[.gz]` and
-/// `t10k-labels-idx1-ubyte[.gz]`, the MNIST / Fashion-MNIST layout); `None` otherwise.
+/// `t10k-labels-idx1-ubyte[.gz]`, the MNIST / Fashion-MNIST layout; `fashion-mnist` names the
+/// installed one) or of a CIFAR directory (`test_batch.bin`, `test.bin`); `None` otherwise.
 pub fn load_idx_test(dir: &Path) -> Result<Option<Dataset>> {
+    let resolved = if dir == Path::new("fashion-mnist") { fashion_mnist_dir()? } else { dir.to_path_buf() };
+    let dir = resolved.as_path();
     if !dir.is_dir() {
         return Ok(None);
+    }
+    if let Some((kind, _, test)) = detect_cifar(dir) {
+        if !test.is_file() {
+            return Ok(None);
+        }
+        return Ok(Some(load_cifar(&format!("{} (test)", dir.display()), dir, &[test], kind)?));
     }
     let find = |kind: &str| -> Result<Option<PathBuf>> {
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -132,6 +184,28 @@ mod tests {
         lab.extend(std::iter::repeat_n(value, usize::from(n)));
         fs::write(dir.join(images), img).unwrap();
         fs::write(dir.join(labels), lab).unwrap();
+    }
+
+    /// `--data fashion-mnist` reads the Debian package's files, or says how to get them.
+    #[test]
+    fn fashion_mnist_is_found_or_explained() {
+        let installed = Path::new(FASHION_MNIST_DIR).join("t10k-labels-idx1-ubyte.gz").is_file();
+        if std::env::var_os(FASHION_MNIST_ENV).is_some() {
+            return;
+        }
+        match fashion_mnist_dir() {
+            Ok(dir) => assert!(installed && dir == Path::new(FASHION_MNIST_DIR)),
+            Err(e) => {
+                assert!(!installed);
+                let m = e.to_string();
+                assert!(m.contains("apt-get install dataset-fashion-mnist") && m.contains(FASHION_MNIST_ENV), "{m}");
+                assert!(load("fashion-mnist", None).is_err());
+            }
+        }
+        if installed {
+            let test = load_idx_test(Path::new("fashion-mnist")).unwrap().unwrap();
+            assert_eq!((test.len(), test.num_features), (10_000, 784));
+        }
     }
 
     #[test]

@@ -4,3 +4,6 @@
 pub mod linear;
 
 pub use linear::{GateInit, GateSite, GatedLinear};
+pub mod conv;
+
+pub use conv::GatedConv2d;

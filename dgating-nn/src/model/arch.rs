@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::gates::GateSet;
 use crate::layers::GateInit;
-use crate::model::{Gpt, GptConfig, Mlp, MlpConfig, Model, ResidualMlp, ResidualMlpConfig};
+use crate::model::{
+    ConvNet, ConvNetConfig, Gpt, GptConfig, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ResidualMlp, ResidualMlpConfig,
+};
 use crate::params::ParamStore;
 
 /// Name of the input-feature dim of every architecture.
@@ -27,6 +29,11 @@ pub enum Architecture {
     Mlp(MlpConfig),
     /// A residual ReLU MLP ([`ResidualMlp`]).
     ResidualMlp(ResidualMlpConfig),
+    /// A plain conv net: LeNet-5, VGG ([`ConvNet`]).
+    ConvNet(ConvNetConfig),
+    /// A CIFAR-style ResNet ([`ResNet`]).
+    #[serde(rename = "resnet")]
+    ResNet(ResNetConfig),
     /// A GPT decoder ([`Gpt`]): input = token ids, output = next-token logits.
     Gpt(GptConfig),
 }
@@ -99,6 +106,8 @@ impl Architecture {
         match self {
             Self::Mlp(c) => c.check(),
             Self::ResidualMlp(c) => c.check(),
+            Self::ConvNet(c) => c.check(),
+            Self::ResNet(c) => c.check(),
             Self::Gpt(c) => c.check(),
         }
     }
@@ -108,6 +117,8 @@ impl Architecture {
         match self {
             Self::Mlp(c) => c.input_dim,
             Self::ResidualMlp(c) => c.input_dim,
+            Self::ConvNet(c) => c.input.features(),
+            Self::ResNet(c) => c.input.features(),
             Self::Gpt(c) => c.vocab_size,
         }
     }
@@ -117,6 +128,8 @@ impl Architecture {
         match self {
             Self::Mlp(c) => c.output_dim,
             Self::ResidualMlp(c) => c.output_dim,
+            Self::ConvNet(c) => c.output_dim,
+            Self::ResNet(c) => c.output_dim,
             Self::Gpt(c) => c.vocab_size,
         }
     }
@@ -127,6 +140,8 @@ impl Architecture {
         Ok(Structure::new(match self {
             Self::Mlp(c) => c.dims(),
             Self::ResidualMlp(c) => c.dims(),
+            Self::ConvNet(c) => c.dims()?,
+            Self::ResNet(c) => c.dims(),
             Self::Gpt(c) => c.dims(),
         })?)
     }
@@ -141,6 +156,8 @@ impl Architecture {
         let a = match self {
             Self::Mlp(c) => Self::Mlp(c.resized(size)),
             Self::ResidualMlp(c) => Self::ResidualMlp(c.resized(size)),
+            Self::ConvNet(c) => Self::ConvNet(c.resized(size)),
+            Self::ResNet(c) => Self::ResNet(c.resized(size)),
             Self::Gpt(c) => Self::Gpt(c.resized(size)),
         };
         a.check()?;
@@ -153,6 +170,8 @@ impl Architecture {
         match self {
             Self::Mlp(c) => c.flops_per_sample(),
             Self::ResidualMlp(c) => c.flops_per_sample(),
+            Self::ConvNet(c) => c.flops_per_sample(),
+            Self::ResNet(c) => c.flops_per_sample(),
             Self::Gpt(c) => c.flops_per_token(),
         }
     }
@@ -171,6 +190,8 @@ impl Architecture {
             Self::ResidualMlp(c) => {
                 Network::ResidualMlp(Box::new(ResidualMlp::new(c.clone(), depth, init, seed, dtype, device)?))
             }
+            Self::ConvNet(c) => Network::ConvNet(Box::new(ConvNet::new(c.clone(), depth, init, seed, dtype, device)?)),
+            Self::ResNet(c) => Network::ResNet(Box::new(ResNet::new(c.clone(), depth, init, seed, dtype, device)?)),
             Self::Gpt(c) => Network::Gpt(Box::new(Gpt::new(c.clone(), depth, init, seed, dtype, device)?)),
         })
     }
@@ -194,6 +215,8 @@ impl Architecture {
         Ok(match self {
             Self::Mlp(c) => Network::Mlp(Mlp::from_tensors(c.clone(), tensors)?),
             Self::ResidualMlp(c) => Network::ResidualMlp(Box::new(ResidualMlp::from_tensors(c.clone(), tensors)?)),
+            Self::ConvNet(c) => Network::ConvNet(Box::new(ConvNet::from_tensors(c.clone(), tensors)?)),
+            Self::ResNet(c) => Network::ResNet(Box::new(ResNet::from_tensors(c.clone(), tensors)?)),
             Self::Gpt(c) => Network::Gpt(Box::new(Gpt::from_tensors(c.clone(), tensors)?)),
         })
     }
@@ -221,6 +244,10 @@ pub enum Network {
     Mlp(Mlp),
     /// A residual ReLU MLP (boxed: it holds a layer per block side).
     ResidualMlp(Box<ResidualMlp>),
+    /// A plain conv net.
+    ConvNet(Box<ConvNet>),
+    /// A CIFAR-style ResNet.
+    ResNet(Box<ResNet>),
     /// A GPT decoder (boxed).
     Gpt(Box<Gpt>),
 }
@@ -230,6 +257,8 @@ impl Network {
         match self {
             Self::Mlp(m) => m,
             Self::ResidualMlp(m) => m.as_ref(),
+            Self::ConvNet(m) => m.as_ref(),
+            Self::ResNet(m) => m.as_ref(),
             Self::Gpt(m) => m.as_ref(),
         }
     }
@@ -238,6 +267,9 @@ impl Network {
 impl Model for Network {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.inner().forward(x)
+    }
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        self.inner().forward_train(x)
     }
     fn infer(&self, x: &Tensor) -> Result<Tensor> {
         self.inner().infer(x)

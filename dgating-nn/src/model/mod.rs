@@ -7,10 +7,14 @@
 //! key ([`effective_tensors`]), never on a model type.
 
 pub mod arch;
+pub mod convnet;
 pub mod gpt;
 pub mod gpt_model;
+pub mod image;
 pub mod mlp;
 pub mod residual;
+pub mod resnet;
+pub mod vision;
 
 use std::collections::BTreeMap;
 
@@ -22,15 +26,25 @@ use crate::gates::{GateSet, scale_member};
 use crate::params::{ParamRole, ParamStore};
 
 pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
+pub use convnet::{ConvLayer, ConvNet, ConvNetConfig};
 pub use gpt::GptConfig;
 pub use gpt_model::{Gpt, KvCache};
+pub use image::ImageShape;
 pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResidualMlp, ResidualMlpConfig};
+pub use resnet::{ResNet, ResNetConfig, ResStage};
+pub use vision::CONV_PRESETS;
 
 /// What the training engine, metrics and pruning need from a model.
 pub trait Model {
     /// Logits (classification) or predictions `[batch, outputs]` for `x` of `[batch, inputs]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// The forward of a training step. Models whose layers behave differently while training
+    /// (batch norm: batch statistics, running averages updated) override it; the default is
+    /// [`Model::forward`], which is then the evaluation-mode function.
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x)
+    }
     /// The same function for inference (no gradient needed). Models may take a faster path
     /// (the dense MLP runs its layers on plain buffers); the default is [`Model::forward`].
     fn infer(&self, x: &Tensor) -> Result<Tensor> {

@@ -17,3 +17,10 @@ pub use gelu::{gelu, gelu_reference};
 pub use group_scale::{GroupAxis, scale_cols_relu, scale_groups, scale_groups_reference};
 pub use layer_norm::{LAYER_NORM_EPS, layer_norm};
 pub use linear::{linear, linear_forward_f32, linear_reference, linear_relu, relu};
+pub mod batch_norm;
+pub mod conv;
+pub mod pool;
+
+pub use batch_norm::{BatchStats, batch_norm_eval, batch_norm_train, batch_norm_train_reference, channel_affine};
+pub use conv::{Conv2dParams, conv2d, conv2d_reference, conv2d_relu};
+pub use pool::{avg_pool2d, avg_pool2d_reference, flatten, global_avg_pool, max_pool2d, max_pool2d_reference};

@@ -21,10 +21,16 @@ pub enum Mode {
     Prox,
     /// Train dense, remove the smallest-norm groups to a target sparsity, fine-tune.
     Magnitude,
+    /// Li et al. 2017: train dense, remove the channels with the smallest filter L1 norms per
+    /// layer to a target sparsity, fine-tune ([`crate::train::baselines`]).
+    L1Filter,
+    /// Liu et al. 2017: train with `λ Σ|γ_bn|`, remove the channels with the smallest `|γ_bn|`
+    /// globally to a target sparsity, fine-tune ([`crate::train::baselines`]).
+    Slimming,
 }
 
 /// Names accepted by [`Mode::parse`].
-pub const MODES: &[&str] = &["dense", "dgating", "direct", "prox", "magnitude"];
+pub const MODES: &[&str] = &["dense", "dgating", "direct", "prox", "magnitude", "l1-filter", "slimming"];
 
 impl Mode {
     /// The CLI name (`dense`, `dgating`, ...).
@@ -35,7 +41,15 @@ impl Mode {
             Self::Direct => "direct",
             Self::Prox => "prox",
             Self::Magnitude => "magnitude",
+            Self::L1Filter => "l1-filter",
+            Self::Slimming => "slimming",
         }
+    }
+
+    /// Whether the mode trains, removes groups once, then fine-tunes (`magnitude`, `l1-filter`,
+    /// `slimming`).
+    pub fn prunes_then_finetunes(self) -> bool {
+        matches!(self, Self::Magnitude | Self::L1Filter | Self::Slimming)
     }
 
     /// Whether the mode has a depth `D` and a strength `λ` (D-Gating and the two penalty
@@ -52,6 +66,8 @@ impl Mode {
             "direct" => Self::Direct,
             "prox" => Self::Prox,
             "magnitude" => Self::Magnitude,
+            "l1-filter" => Self::L1Filter,
+            "slimming" => Self::Slimming,
             _ => return Err(Error::UnknownName { kind: "mode", name: name.into(), known: MODES.join(", ") }),
         })
     }
@@ -100,6 +116,9 @@ pub struct TrainConfig {
     /// feature).
     #[serde(default)]
     pub device: DeviceSpec,
+    /// Augmentation of training images (conv nets only).
+    #[serde(default)]
+    pub augment: Option<crate::data::Augment>,
 }
 
 /// The device a run computes on.
@@ -183,6 +202,7 @@ impl TrainConfig {
             gate_init: GateInit::Ones,
             device: DeviceSpec::Cpu,
             warmup: None,
+            augment: None,
         }
     }
 
@@ -213,7 +233,7 @@ impl TrainConfig {
 
     /// Total epochs including magnitude fine-tuning.
     pub fn total_epochs(&self) -> usize {
-        self.epochs + if self.mode == Mode::Magnitude { self.finetune_epochs } else { 0 }
+        self.epochs + if self.mode.prunes_then_finetunes() { self.finetune_epochs } else { 0 }
     }
 }
 

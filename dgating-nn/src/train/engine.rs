@@ -189,7 +189,7 @@ impl<'m, M: Model> Trainer<'m, M> {
     pub fn train_epoch(&mut self, train: &TensorData, progress: &mut dyn FnMut(Progress)) -> Result<(f64, f64)> {
         let epoch = self.epochs_done + 1;
         let cfg = &self.config;
-        if cfg.mode == Mode::Magnitude && epoch == cfg.epochs + 1 && self.masks.is_none() {
+        if cfg.mode.prunes_then_finetunes() && epoch == cfg.epochs + 1 && self.masks.is_none() {
             self.masks = Some(self.magnitude_masks()?);
             self.apply_masks()?;
         }
@@ -200,10 +200,24 @@ impl<'m, M: Model> Trainer<'m, M> {
         for (s, idx) in batches.iter().enumerate() {
             let step = self.optimizer.steps();
             lr = cfg.schedule.rate(cfg.lr, step, total_steps);
-            let out = self.model.forward(&train.rows(idx)?)?;
+            let mut x = train.rows(idx)?;
+            if let Some(a) = cfg.augment.filter(|a| !a.is_identity()) {
+                let shape =
+                    self.model.architecture().and_then(|a| a.image_shape()).ok_or_else(|| {
+                        Error::Config("augmentation needs a conv net (a model that reads images)".into())
+                    })?;
+                x = a.apply(&x, shape, cfg.seed ^ ((step as u64) << 16) ^ 0x5eed)?;
+            }
+            let out = self.model.forward_train(&x)?;
             let (data_loss, _) = train.loss(&out, idx)?;
             let loss = match cfg.mode {
                 Mode::Direct => (&data_loss + self.direct_penalty()?)?,
+                Mode::Slimming if epoch <= cfg.epochs => {
+                    match crate::train::baselines::slimming_penalty(self.model, cfg.gate.lambda())? {
+                        Some(p) => (&data_loss + p)?,
+                        None => data_loss.clone(),
+                    }
+                }
                 _ => data_loss.clone(),
             };
             let value = data_loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -222,7 +236,7 @@ impl<'m, M: Model> Trainer<'m, M> {
             }
             match cfg.mode {
                 Mode::Prox => self.apply_prox(lr)?,
-                Mode::Magnitude if self.masks.is_some() => self.apply_masks()?,
+                m if m.prunes_then_finetunes() && self.masks.is_some() => self.apply_masks()?,
                 _ => {}
             }
             loss_sum += value;
@@ -280,6 +294,12 @@ impl<'m, M: Model> Trainer<'m, M> {
 
     /// Keeps the largest `(1 − target_sparsity)` fraction of groups of each gate set.
     fn magnitude_masks(&self) -> Result<Vec<Vec<bool>>> {
+        let fraction = self.config.target_sparsity;
+        match self.config.mode {
+            Mode::L1Filter => return crate::train::baselines::l1_filter_masks(self.model, fraction),
+            Mode::Slimming => return crate::train::baselines::slimming_masks(self.model, fraction),
+            _ => {}
+        }
         let store = self.model.params()?;
         self.model
             .gate_sets()

@@ -1,6 +1,7 @@
 //! The training engine: one loop for every mode (`dense`, `dgating`, `direct`, `prox`,
 //! `magnitude`), JSON-lines metrics, atomic checkpoints and exact resume.
 
+pub mod baselines;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;

@@ -77,6 +77,10 @@ pub struct DataSpec {
     /// split of `source`.
     #[serde(default)]
     pub val_source: Option<String>,
+    /// With `standardize`: per-channel statistics of images (the channels follow from the
+    /// row length, [`crate::model::ImageShape::infer`]) instead of per-feature ones.
+    #[serde(default)]
+    pub per_channel: bool,
 }
 
 /// A data set ready for training: the split, standardized, with the task it was read as.
@@ -101,8 +105,9 @@ impl DataSpec {
     /// automatically.
     pub fn new(source: impl Into<String>, target: Option<String>) -> Self {
         let source = source.into();
-        let standardize = !(source == "mnist-10k" || Path::new(&source).is_dir());
-        Self { source, target, test_fraction: 0.2, standardize, task: None, val_source: None }
+        let images = ["mnist-10k", "fashion-mnist-10k", "fashion-mnist"].contains(&source.as_str());
+        let standardize = !(images || Path::new(&source).is_dir());
+        Self { source, target, test_fraction: 0.2, standardize, task: None, val_source: None, per_channel: false }
     }
 
     /// Loads, splits (seeded by `seed`) and standardizes: `(train, test, standardizer)`.
@@ -127,9 +132,9 @@ impl DataSpec {
             (data.clone(), conform(&v, &data)?, format!("the file {val}"))
         } else if let Some(t) = crate::data::load_idx_test(Path::new(&self.source))? {
             (data.clone(), conform(&t, &data)?, "the t10k-* files of the directory".to_string())
-        } else if self.source == "mnist-10k" {
+        } else if self.source == "mnist-10k" || self.source == "fashion-mnist-10k" {
             let (a, b) = data.split_at(8000)?;
-            (a, b, "the last 2000 images of mnist-10k".to_string())
+            (a, b, format!("the last 2000 images of {}", self.source))
         } else {
             let (a, b) = data.shuffled_split(self.test_fraction, seed)?;
             let how = if a.num_classes().is_some() { "stratified" } else { "shuffled" };
@@ -149,7 +154,12 @@ impl DataSpec {
         let sha256 = data_sha256(&[&train, &test]);
         let (mut train, mut test) = (train, test);
         let standardizer = if self.standardize {
-            let s = Standardizer::fit(&train)?;
+            let s = if self.per_channel {
+                let shape = crate::model::ImageShape::infer(train.num_features)?;
+                Standardizer::fit_channels(&train, shape.channels)?
+            } else {
+                Standardizer::fit(&train)?
+            };
             s.apply(&mut train)?;
             s.apply(&mut test)?;
             Some(s)
@@ -323,7 +333,7 @@ pub fn plan(model_name: &str, mut train_cfg: TrainConfig, data: DataSpec) -> Res
         let warmup = w.steps(per_epoch, per_epoch * train_cfg.total_epochs());
         train_cfg.schedule = train_cfg.schedule.with_warmup(warmup);
     }
-    let model_cfg = Architecture::preset(model_name, prepared.train.num_features, output_dim(&prepared.train))?;
+    let model_cfg = Architecture::named(model_name, prepared.train.num_features, output_dim(&prepared.train))?;
     let cfg = RunConfig {
         format: RUN_FORMAT.into(),
         model_name: model_name.into(),
@@ -479,7 +489,7 @@ pub fn resume(
                 state.epochs_done, state.epochs_done
             )));
         }
-        if cfg.train.mode == Mode::Magnitude {
+        if cfg.train.mode.prunes_then_finetunes() {
             return Err(Error::Config(
                 "a magnitude run cannot change its epochs on resume: its pruning step happens after them".into(),
             ));
