@@ -36,8 +36,10 @@ pub struct TrainArgs {
     /// the run's config and applied to new data).
     #[arg(long, conflicts_with = "resume")]
     normalize: bool,
-    /// Built-in data set (wine, breast-cancer, mnist-10k, synthetic), a .csv/.tsv file
-    /// (optionally .gz) or an IDX directory (its t10k-* files, if present, are the held-out set).
+    /// Built-in data set (wine, breast-cancer, mnist-10k, fashion-mnist-10k, synthetic),
+    /// `fashion-mnist` (the full set from Debian's dataset-fashion-mnist), a .csv/.tsv file
+    /// (optionally .gz), an IDX directory (its t10k-* files, if present, are the held-out set) or a
+    /// CIFAR-10/100 binary directory.
     #[arg(long, default_value = "wine", conflicts_with = "resume")]
     data: String,
     /// Target column of a table.
