@@ -370,16 +370,8 @@ impl ConvNet {
             tensors.insert(format!("{name}.weight"), w);
             tensors.insert(format!("{name}.bias"), b.expect("bias asked for"));
         }
-        let model = Self::assemble(config, &tensors, |set| match depth {
-            Some(d) => set.with_unit_gates(d, dtype, device),
-            None => Ok(set),
-        })?;
-        if depth.is_some() && init == GateInit::Balanced {
-            let store = model.params()?;
-            for set in &model.sets {
-                set.balance(&store)?;
-            }
-        }
+        let model = Self::assemble(config, &tensors, |set| super::factorize(set, depth, dtype, device))?;
+        super::balance_new_gates(&model, depth, init)?;
         Ok(model)
     }
 

@@ -122,18 +122,10 @@ impl Gpt {
         for d in structure.dims() {
             let Some(layout) = d.group_layout()? else { continue };
             let set = GateSet::new(d.name.clone(), GptConfig::gates_key(&d.name), layout);
-            sets.push(match depth {
-                Some(depth) => set.with_unit_gates(depth, dtype, &device)?,
-                None => set,
-            });
+            sets.push(super::factorize(set, depth, dtype, &device)?);
         }
         let model = Self { config, vars, sets };
-        if depth.is_some() && init == GateInit::Balanced {
-            let store = model.params()?;
-            for set in &model.sets {
-                set.balance(&store)?;
-            }
-        }
+        super::balance_new_gates(&model, depth, init)?;
         Ok(model)
     }
 

@@ -18,11 +18,12 @@ pub mod vision;
 
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use dgating_core::Structure;
 
 use crate::error::Result;
 use crate::gates::{GateSet, scale_member};
+use crate::layers::GateInit;
 use crate::params::{ParamRole, ParamStore};
 
 pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
@@ -34,6 +35,27 @@ pub use mlp::{Mlp, MlpConfig};
 pub use residual::{ResidualMlp, ResidualMlpConfig};
 pub use resnet::{ResNet, ResNetConfig, ResStage};
 pub use vision::CONV_PRESETS;
+
+/// The factorization a built-in model's constructor gives each gate set: `D − 1` unit gates
+/// (function-preserving) when `depth` is given, none for an ungated model.
+pub(crate) fn factorize(set: GateSet, depth: Option<usize>, dtype: DType, device: &Device) -> Result<GateSet> {
+    match depth {
+        Some(d) => set.with_unit_gates(d, dtype, device),
+        None => Ok(set),
+    }
+}
+
+/// Balances every gate set of a freshly built gated model when `init` asks for it; nothing for
+/// an ungated model or unit gates.
+pub(crate) fn balance_new_gates<M: Model + ?Sized>(model: &M, depth: Option<usize>, init: GateInit) -> Result<()> {
+    if depth.is_some() && init == GateInit::Balanced {
+        let store = model.params()?;
+        for set in model.gate_sets() {
+            set.balance(&store)?;
+        }
+    }
+    Ok(())
+}
 
 /// What the training engine, metrics and pruning need from a model.
 pub trait Model {

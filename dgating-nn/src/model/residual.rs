@@ -181,16 +181,8 @@ impl ResidualMlp {
             draw(&ResidualMlpConfig::fc(k, 2), h, config.width)?;
         }
         draw("head", config.width, config.output_dim)?;
-        let model = Self::assemble(config, &tensors, |set| match depth {
-            Some(d) => set.with_unit_gates(d, dtype, device),
-            None => Ok(set),
-        })?;
-        if depth.is_some() && init == GateInit::Balanced {
-            let store = model.params()?;
-            for set in &model.sets {
-                set.balance(&store)?;
-            }
-        }
+        let model = Self::assemble(config, &tensors, |set| super::factorize(set, depth, dtype, device))?;
+        super::balance_new_gates(&model, depth, init)?;
         Ok(model)
     }
 

@@ -275,16 +275,8 @@ impl ResNet {
         let (hw, hb) = init_uniform("head", w, config.output_dim, true, &mut rng, dtype, device)?;
         tensors.insert("head.weight".into(), hw);
         tensors.insert("head.bias".into(), hb.expect("bias asked for"));
-        let model = Self::assemble(config, &tensors, |set| match depth {
-            Some(d) => set.with_unit_gates(d, dtype, device),
-            None => Ok(set),
-        })?;
-        if depth.is_some() && init == GateInit::Balanced {
-            let store = model.params()?;
-            for set in &model.sets {
-                set.balance(&store)?;
-            }
-        }
+        let model = Self::assemble(config, &tensors, |set| super::factorize(set, depth, dtype, device))?;
+        super::balance_new_gates(&model, depth, init)?;
         Ok(model)
     }
 

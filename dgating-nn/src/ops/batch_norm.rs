@@ -289,12 +289,7 @@ impl CustomOp2 for BatchNormTrain {
         let stats =
             self.stats.lock().map_err(|_| candle_core::Error::Msg("batch-norm: poisoned statistics".into()))?.clone();
         let back = BatchNormTrainBackward { eps: self.eps, relu: self.relu, stats };
-        let packed = x.apply_op3_no_bwd(p, &grad.contiguous()?, &back)?;
-        let n = x.elem_count();
-        let c = p.dim(1)?;
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dp = packed.narrow(0, n, 2 * c)?.reshape((2, c))?;
-        Ok((x.track_op().then_some(dx), Some(dp)))
+        unpack_grads(&x.apply_op3_no_bwd(p, &grad.contiguous()?, &back)?, x, p)
     }
 }
 
@@ -321,6 +316,15 @@ impl CustomOp3 for BatchNormTrainBackward {
             contiguous(x, lx, op)?, contiguous(p, lp, op)?, contiguous(g, lg, op)?, dims, &self.stats, self.eps, self.relu));
         Ok((out, Shape::from(lx.shape().elem_count() + 2 * dims.1)))
     }
+}
+
+/// Splits a backward op's packed `[dx | ds | dt]` into the gradient of `x` (when `x` is
+/// tracked) and that of the `[2, C]` parameters `p`.
+fn unpack_grads(packed: &Tensor, x: &Tensor, p: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let (n, c) = (x.elem_count(), p.dim(1)?);
+    let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+    let dp = packed.narrow(0, n, 2 * c)?.reshape((2, c))?;
+    Ok((x.track_op().then_some(dx), Some(dp)))
 }
 
 /// `y = relu?(s ⊙ x + t)` per channel, `(x, [s; t])`, with its backward.
@@ -378,11 +382,7 @@ impl CustomOp2 for ChannelAffine {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let packed = x.apply_op3_no_bwd(p, &grad.contiguous()?, &ChannelAffineBackward { relu: self.relu })?;
-        let (n, c) = (x.elem_count(), p.dim(1)?);
-        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dp = packed.narrow(0, n, 2 * c)?.reshape((2, c))?;
-        Ok((x.track_op().then_some(dx), Some(dp)))
+        unpack_grads(&x.apply_op3_no_bwd(p, &grad.contiguous()?, &ChannelAffineBackward { relu: self.relu })?, x, p)
     }
 }
 
