@@ -18,11 +18,13 @@
 //! 3. magnitude baseline: removes the same number of heads from the dense model — those with
 //!    the smallest norm relative to their block's largest head (q, k, v rows and biases,
 //!    output-projection columns) — and fine-tunes it for the same `--ft-steps`; also at
-//!    `--magnitude-k` heads.
+//!    `--magnitude-k` heads; then trains the dense model `--ft-steps` more at the fine-tune
+//!    rate (`dense_ft`), the reference at the pruned models' total number of steps.
 //!
 //! Validation losses are on the first `--eval-windows` windows of `block_size` tokens of the
 //! validation text. Other arguments: `--n-layer 4 --n-head 8 --n-embd 256 --block 128
-//! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam`.
+//! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam --gate-mlp 1|0` (`0`: only heads
+//! are gated, the MLP is an ordinary dense layer without a penalty).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -57,12 +59,13 @@ struct Args {
     seed: u64,
     gate_optim: GateOptim,
     skip_dense: bool,
+    gate_mlp: bool,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
-                     [--skip-dense 0|1]";
+                     [--skip-dense 0|1] [--gate-mlp 1|0]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -91,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 0,
         gate_optim: GateOptim::Recipe,
         skip_dense: false,
+        gate_mlp: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -118,6 +122,7 @@ fn parse_args() -> Result<Args, String> {
             "--eval-every" => a.eval_every = n()?,
             "--seed" => a.seed = n()? as u64,
             "--skip-dense" => a.skip_dense = n()? != 0,
+            "--gate-mlp" => a.gate_mlp = n()? != 0,
             "--gate-optim" => {
                 a.gate_optim = match v.as_str() {
                     "recipe" => GateOptim::Recipe,
@@ -246,7 +251,8 @@ fn main() -> Res<()> {
     let corpus = Corpus::load(MOBY_DICK)?;
     let tok = LmTokenizer::build(&TokenizerSpec::Char, &corpus.text)?;
     let tokens = tokenize(&tok, &corpus, 0.1)?;
-    let config = GptConfig::nano(tok.vocab_size(), args.block, args.n_layer, args.n_head, args.n_embd)?;
+    let mut config = GptConfig::nano(tok.vocab_size(), args.block, args.n_layer, args.n_head, args.n_embd)?;
+    config.group_mlp = args.gate_mlp;
     let ctx = Ctx { train: tokens.train, val: tokens.val, config, started: Instant::now(), args };
     let a = &ctx.args;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
@@ -255,7 +261,7 @@ fn main() -> Res<()> {
         "batch": a.batch, "steps": a.steps, "ft_steps": a.ft_steps, "lr": a.lr, "ft_lr": a.ft_lr,
         "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
         "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
-        "vocab": ctx.config.vocab_size, "threads": threads,
+        "vocab": ctx.config.vocab_size, "threads": threads, "gate_mlp": a.gate_mlp,
     }));
     let total_heads = a.n_layer * a.n_head;
 
@@ -313,6 +319,13 @@ fn main() -> Res<()> {
             let cut = ctx.cut_and_tune(m, ctx.magnitude_masks(m, k)?, &format!("magnitude k={k}"))?;
             emit(json!({"kind": "magnitude", "heads_removed": k,
                         "heads_removed_pct": 100.0 * k as f64 / total_heads as f64, "cut": cut}));
+        }
+        // The reference at the pruned models' total budget: the dense model trained for the
+        // same fine-tune steps at the fine-tune rate.
+        if a.ft_steps > 0 {
+            let ft = LmTrainConfig { steps: a.ft_steps, lr: a.ft_lr, warmup: 0, ..ctx.train_cfg(None, 0.0) };
+            ctx.train(m, &ft, "dense + fine-tune steps")?;
+            emit(json!({"kind": "dense_ft", "val": ctx.val(m)?, "steps": a.steps + a.ft_steps}));
         }
     }
     eprintln!("total {:.0} s", ctx.started.elapsed().as_secs_f64());

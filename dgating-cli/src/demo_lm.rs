@@ -33,6 +33,8 @@ pub fn run(out: &Path, steps: usize, json: bool) -> Result<serde_json::Value, Bo
         n_head: N_HEAD,
         n_embd: N_EMBD,
         block_size: BLOCK,
+        gate_heads: true,
+        gate_mlp: true,
         text: TextSpec { corpus: Some(MOBY_DICK.into()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let cfg = LmTrainConfig {

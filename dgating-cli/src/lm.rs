@@ -39,6 +39,16 @@ enum LmCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum GateGroupsArg {
+    /// Heads and MLP neurons.
+    All,
+    /// Only the heads (the MLP is an ordinary dense layer without a penalty).
+    Heads,
+    /// Only the MLP neurons.
+    Mlp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum GateOptimArg {
     /// Adam for weights and omegas (decoupled decay), SGD + momentum at a constant rate for the
     /// gates.
@@ -103,6 +113,9 @@ pub struct LmTrainArgs {
     /// Penalty strength lambda (weight decay 2*lambda/D on the gate factors).
     #[arg(long, default_value_t = 0.01)]
     lambda: f64,
+    /// Which groups of a new run are gated (and penalized).
+    #[arg(long, value_enum, default_value_t = GateGroupsArg::All)]
+    gate: GateGroupsArg,
     #[arg(long, value_enum, default_value_t = GateOptimArg::Recipe)]
     gate_optim: GateOptimArg,
     /// SGD rate of the gates (constant).
@@ -275,7 +288,15 @@ fn train(a: &LmTrainArgs) -> Res {
                 tokenizer: tokenizer_spec(a)?,
                 val_fraction: a.val_fraction,
             };
-            let n = NewRun { n_layer: a.n_layer, n_head: a.n_head, n_embd: a.n_embd, block_size: a.block_size, text };
+            let n = NewRun {
+                n_layer: a.n_layer,
+                n_head: a.n_head,
+                n_embd: a.n_embd,
+                block_size: a.block_size,
+                gate_heads: matches!(a.gate, GateGroupsArg::All | GateGroupsArg::Heads),
+                gate_mlp: matches!(a.gate, GateGroupsArg::All | GateGroupsArg::Mlp),
+                text,
+            };
             (dir.clone(), Some(n))
         }
         (None, None) => return Err("give --out DIR for a new run or --resume DIR to continue one".into()),

@@ -170,3 +170,41 @@ fn imported_gpt2_scores_like_transformers() {
     let (code, _, stderr) = dgating(&["lm", "score", run.to_str().unwrap(), "--token-ids", ids.to_str().unwrap()]);
     assert!(code != 0 && stderr.contains("outside the vocabulary"), "{stderr}");
 }
+
+#[test]
+fn gate_heads_gates_only_the_heads_and_prune_keeps_the_mlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "Call me Ishmael. The whale swims in the sea.\n".repeat(200)).unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec!["lm", "train", "--out", run.to_str().unwrap(), "--corpus", corpus.to_str().unwrap()];
+    args.extend_from_slice(&["--gate", "heads", "--quiet"]);
+    args.extend_from_slice(TINY);
+    let (code, _, stderr) = dgating(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    let gpt = &config["architecture"];
+    assert_eq!((gpt["group_heads"].as_bool(), gpt["group_mlp"].as_bool()), (Some(true), Some(false)), "{gpt}");
+    // A relative threshold that removes heads; the MLP has no gates, so its width stays.
+    let small = dir.path().join("small");
+    let (code, stdout, stderr) = dgating(&[
+        "lm",
+        "prune",
+        run.to_str().unwrap(),
+        "--out",
+        small.to_str().unwrap(),
+        "--threshold-rel",
+        "0.9",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let r = json(&stdout);
+    let sizes = &r["after"]["sizes"];
+    assert_eq!((sizes["blocks.0.mlp"].as_u64(), sizes["blocks.1.mlp"].as_u64()), (Some(64), Some(64)), "{r}");
+    let removed: u64 = r["groups"].as_array().unwrap().iter().map(|g| g["removed"].as_u64().unwrap()).sum();
+    assert!(
+        removed > 0 && r["groups"].as_array().unwrap().iter().all(|g| g["dim"].as_str().unwrap().ends_with(".heads")),
+        "{r}"
+    );
+    assert!(r["max_rel_diff"].as_f64().unwrap() <= 1e-4, "{r}");
+}

@@ -16,6 +16,8 @@ fn tiny(dir: &std::path::Path) -> (NewRun, LmTrainConfig) {
         n_head: 2,
         n_embd: 32,
         block_size: 32,
+        gate_heads: true,
+        gate_mlp: true,
         text: TextSpec { corpus: Some(path.display().to_string()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let cfg = LmTrainConfig {
@@ -66,4 +68,30 @@ fn a_tiny_gated_gpt_learns_reloads_and_continues() {
     assert!(lines.lines().last().unwrap().contains("\"step\":100"));
     // A second new run into the same directory is refused.
     assert!(train_run(&run, Some(&new), &cfg, &Device::Cpu, |_| Ok(true)).is_err());
+}
+
+#[test]
+fn heads_only_gating_gates_and_penalizes_only_the_heads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut new, cfg) = tiny(tmp.path());
+    new.gate_mlp = false;
+    let cfg = LmTrainConfig { steps: 10, eval_every: 10, lambda: 0.05, ..cfg };
+    let run = tmp.path().join("heads");
+    let (config, history) = train_run(&run, Some(&new), &cfg, &Device::Cpu, |_| Ok(true)).unwrap();
+    let gpt = config.gpt().unwrap();
+    assert!(gpt.group_heads && !gpt.group_mlp);
+    // Only the heads have gates: one gate set, its norms in the metrics.
+    let (_, model, _) = load_run(&run, &Device::Cpu).unwrap();
+    let dims: Vec<String> = model.gate_sets().iter().map(|s| s.dim().to_string()).collect();
+    assert_eq!(dims.len(), 1, "{dims:?}");
+    assert!(dims[0].ends_with(".heads"), "{dims:?}");
+    assert_eq!(history.last().unwrap().relative_norms.len(), 1);
+    // The MLP carries no gate factors: its weights are ordinary parameters of the checkpoint.
+    let names: Vec<String> = model.params().unwrap().iter().map(|p| p.name.clone()).collect();
+    assert!(names.iter().any(|n| n.contains("mlp.fc")), "{names:?}");
+    // Nothing gated at all is refused for a gated run.
+    let (mut none, _) = tiny(tmp.path());
+    (none.gate_heads, none.gate_mlp) = (false, false);
+    let err = train_run(&tmp.path().join("none"), Some(&none), &cfg, &Device::Cpu, |_| Ok(true)).unwrap_err();
+    assert!(err.to_string().contains("heads or MLP"), "{err}");
 }

@@ -171,6 +171,10 @@ pub struct NewRun {
     pub n_embd: usize,
     /// Context.
     pub block_size: usize,
+    /// Each block's heads are gated groups.
+    pub gate_heads: bool,
+    /// Each block's MLP neurons are gated groups (with `gate_heads` false: only the MLP).
+    pub gate_mlp: bool,
     /// The text.
     pub text: TextSpec,
 }
@@ -196,7 +200,13 @@ pub fn train_run(
             }
             let corpus = Corpus::load(n.text.corpus.as_deref().unwrap_or(crate::lm::MOBY_DICK))?;
             let tokenizer = LmTokenizer::build(&n.text.tokenizer, &corpus.text)?;
-            let gpt = GptConfig::nano(tokenizer.vocab_size(), n.block_size, n.n_layer, n.n_head, n.n_embd)?;
+            let mut gpt = GptConfig::nano(tokenizer.vocab_size(), n.block_size, n.n_layer, n.n_head, n.n_embd)?;
+            (gpt.group_heads, gpt.group_mlp) = (n.gate_heads, n.gate_mlp);
+            if cfg.depth.is_some() && !n.gate_heads && !n.gate_mlp {
+                return Err(Error::Config(
+                    "a gated run needs heads or MLP neurons as groups; train without gates for a dense model".into(),
+                ));
+            }
             let model = Gpt::new(gpt.clone(), cfg.depth, cfg.gate_init, cfg.seed, DType::F32, device)?;
             let tokens = tokenize(&tokenizer, &corpus, n.text.val_fraction)?;
             let config = LmRunConfig {
