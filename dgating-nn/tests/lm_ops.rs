@@ -2,7 +2,10 @@
 //! (numpy, float64), gradients against central finite differences in `f64`.
 
 use candle_core::{DType, Device, Tensor, Var};
-use dgating_nn::ops::{LAYER_NORM_EPS, causal_attention, causal_softmax, gelu, gelu_reference, layer_norm};
+use dgating_nn::ops::{
+    LAYER_NORM_EPS, causal_attention, causal_attention_reference, causal_softmax, causal_softmax_reference, gelu,
+    gelu_reference, layer_norm, layer_norm_reference,
+};
 
 fn wave(n: usize, a: f64, b: f64) -> Vec<f64> {
     (0..n).map(|i| (a * i as f64 + b).sin()).collect()
@@ -166,4 +169,79 @@ fn gelu_is_the_tanh_approximation_with_a_gradient() {
     let gb =
         gb.get(b.as_tensor()).unwrap().flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
     close(ga.get(a.as_tensor()).unwrap(), &gb, 1e-5);
+}
+
+/// `f(inputs)` and the gradients of `Σ f ⊙ r` for each input, as f64 vectors.
+fn value_and_grads(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let vars: Vec<Var> = inputs.iter().map(|x| Var::from_tensor(x).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let out = f(&ts);
+    let r = t(wave(out.elem_count(), 2.3, 0.4), out.dims()).to_dtype(out.dtype()).unwrap();
+    let grads = (&out * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let flat = |x: &Tensor| x.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+    (flat(&out), vars.iter().map(|v| flat(grads.get(v.as_tensor()).expect("a gradient"))).collect())
+}
+
+/// The fused op and its composite reference agree in values and in every input's gradient
+/// within `tol` (relative to 1 + |reference|).
+fn fused_matches_reference(
+    inputs: &[Tensor],
+    fused: impl Fn(&[Tensor]) -> Tensor,
+    reference: impl Fn(&[Tensor]) -> Tensor,
+    tol: f64,
+) {
+    let (va, ga) = value_and_grads(inputs, fused);
+    let (vb, gb) = value_and_grads(inputs, reference);
+    let near = |a: &[f64], b: &[f64], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what} element {i}: fused {x} vs reference {y}");
+        }
+    };
+    near(&va, &vb, "value");
+    for (k, (a, b)) in ga.iter().zip(&gb).enumerate() {
+        near(a, b, &format!("gradient of input {k}"));
+    }
+}
+
+#[test]
+fn fused_layer_norm_softmax_and_attention_match_their_composite_references() {
+    for dtype in [DType::F64, DType::F32] {
+        let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+        let x =
+            t(wave(6 * 40, 0.71, 0.3).iter().map(|v| 3.0 * v + 0.5).collect(), &[2, 3, 40]).to_dtype(dtype).unwrap();
+        let w = t(wave(40, 1.7, 0.9).iter().map(|v| 1.0 + 0.5 * v).collect(), &[40]).to_dtype(dtype).unwrap();
+        let b = t(wave(40, 0.3, 2.0), &[40]).to_dtype(dtype).unwrap();
+        fused_matches_reference(
+            &[x, w, b],
+            |v| layer_norm(&v[0], &v[1], &v[2], LAYER_NORM_EPS).unwrap(),
+            |v| layer_norm_reference(&v[0], &v[1], &v[2], LAYER_NORM_EPS).unwrap(),
+            tol,
+        );
+        // Square scores (training) and more keys than queries (a KV cache), scaled.
+        for (q, k) in [(70, 70), (5, 9)] {
+            let s = t(wave(2 * 3 * q * k, 0.37, 0.1).iter().map(|v| 4.0 * v).collect(), &[2, 3, q, k])
+                .to_dtype(dtype)
+                .unwrap();
+            fused_matches_reference(
+                std::slice::from_ref(&s),
+                |v| dgating_nn::ops::attention::causal_softmax_scaled(&v[0], 0.35).unwrap(),
+                |v| causal_softmax_reference(&v[0], 0.35).unwrap(),
+                tol,
+            );
+        }
+        let q = t(wave(2 * 4 * 6 * 8, 0.9, 0.1), &[2, 4, 6, 8]).to_dtype(dtype).unwrap();
+        let k = t(wave(2 * 4 * 10 * 8, 0.5, 1.0), &[2, 4, 10, 8]).to_dtype(dtype).unwrap();
+        let v = t(wave(2 * 4 * 10 * 8, 1.1, 0.7), &[2, 4, 10, 8]).to_dtype(dtype).unwrap();
+        fused_matches_reference(
+            &[q, k, v],
+            |x| causal_attention(&x[0], &x[1], &x[2]).unwrap(),
+            |x| causal_attention_reference(&x[0], &x[1], &x[2]).unwrap(),
+            tol,
+        );
+    }
+    // The scale must be positive (the row maximum is taken before scaling).
+    let s = t(wave(4, 0.3, 0.1), &[2, 2]);
+    assert!(dgating_nn::ops::attention::causal_softmax_scaled(&s, -1.0).is_err());
+    assert!(dgating_nn::ops::attention::causal_softmax_scaled(&s, f64::NAN).is_err());
 }

@@ -11,11 +11,13 @@ pub mod linear;
 mod small_linear;
 mod storage;
 
-pub use attention::{causal_attention, causal_mask, causal_softmax, softmax_last};
+pub use attention::{
+    causal_attention, causal_attention_reference, causal_mask, causal_softmax, causal_softmax_reference, softmax_last,
+};
 pub use gate_product::{gate_product, gate_product_reference};
 pub use gelu::{gelu, gelu_reference};
 pub use group_scale::{GroupAxis, scale_cols_relu, scale_groups, scale_groups_reference};
-pub use layer_norm::{LAYER_NORM_EPS, layer_norm};
+pub use layer_norm::{LAYER_NORM_EPS, layer_norm, layer_norm_reference};
 pub use linear::{linear, linear_forward_f32, linear_reference, linear_relu, relu};
 pub mod batch_norm;
 pub mod conv;
