@@ -24,7 +24,7 @@
 //! Validation losses are on the first `--eval-windows` windows of `block_size` tokens of the
 //! validation text. Other arguments: `--n-layer 4 --n-head 8 --n-embd 256 --block 128
 //! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam --gate-mlp 1|0` (`0`: only heads
-//! are gated, the MLP is an ordinary dense layer without a penalty).
+//! are gated, the MLP is an ordinary dense layer without a penalty) `--gate-init balanced|ones`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -60,12 +60,13 @@ struct Args {
     gate_optim: GateOptim,
     skip_dense: bool,
     gate_mlp: bool,
+    gate_init: GateInit,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
-                     [--skip-dense 0|1] [--gate-mlp 1|0]";
+                     [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -95,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
         gate_optim: GateOptim::Recipe,
         skip_dense: false,
         gate_mlp: true,
+        gate_init: GateInit::Balanced,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -123,6 +125,13 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = n()? as u64,
             "--skip-dense" => a.skip_dense = n()? != 0,
             "--gate-mlp" => a.gate_mlp = n()? != 0,
+            "--gate-init" => {
+                a.gate_init = match v.as_str() {
+                    "balanced" => GateInit::Balanced,
+                    "ones" => GateInit::Ones,
+                    o => return Err(format!("--gate-init {o}: balanced or ones")),
+                }
+            }
             "--gate-optim" => {
                 a.gate_optim = match v.as_str() {
                     "recipe" => GateOptim::Recipe,
@@ -160,6 +169,7 @@ impl Ctx {
             depth,
             lambda,
             gate_optim: a.gate_optim,
+            gate_init: a.gate_init,
             seed: a.seed,
             eval_every: if a.eval_every == 0 { a.steps } else { a.eval_every },
             eval_windows: a.eval_windows.min(64),
@@ -262,6 +272,7 @@ fn main() -> Res<()> {
         "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
         "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
         "vocab": ctx.config.vocab_size, "threads": threads, "gate_mlp": a.gate_mlp,
+        "gate_init": format!("{:?}", a.gate_init),
     }));
     let total_heads = a.n_layer * a.n_head;
 
@@ -281,7 +292,7 @@ fn main() -> Res<()> {
     for &depth in &a.depths {
         for &lambda in &a.lambdas {
             let what = format!("D={depth} lambda={lambda}");
-            let m = Gpt::new(ctx.config.clone(), Some(depth), GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
+            let m = Gpt::new(ctx.config.clone(), Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
             let t = Instant::now();
             let history = ctx.train(&m, &ctx.train_cfg(Some(depth), lambda), &what)?;
             let secs = t.elapsed().as_secs_f64();

@@ -46,6 +46,7 @@ fn ci_preset_writes_a_report_resumes_and_shards_merge() {
         "In words: D-Gating",
         "fine-tuned for 2 epochs",
         "wine-metric-vs-kept.png",
+        "Regenerate: `dgating sweep --preset ci --out sw`",
     ] {
         assert!(md.contains(needle), "report lacks `{needle}`");
     }
@@ -146,6 +147,8 @@ lr = 0.01
     assert!(out.contains("wine-dgating-D2-l5.000e1-s0: no model"), "{out}");
     let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
     assert!(md.contains("## Points without a model") && md.contains("constant function"), "{md}");
+    // A spec that is not a preset is regenerated from the copy the sweep keeps.
+    assert!(md.contains("Regenerate: `dgating sweep sw/spec.toml --out sw`"), "{md}");
     // Resume skips the failed point too.
     let (code, out, e) = run_in(d, &["sweep", "collapse.toml", "--out", "sw"]);
     assert_eq!(code, 0, "{e}");

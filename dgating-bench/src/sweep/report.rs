@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::sweep::plot;
 use crate::sweep::record::{CSV_HEADER, FailedPoint, PointRecord};
-use crate::sweep::spec::{Method, SweepSpec};
+use crate::sweep::spec::{Method, PRESETS, SweepSpec};
 
 /// Directory of the per-point records inside a sweep directory.
 pub const RECORDS_DIR: &str = "records";
@@ -368,7 +368,13 @@ fn markdown(
     writeln!(
         md,
         "Regenerate: `dgating sweep {} --out {}` (skips finished points), then `dgating sweep report {}`.\n",
-        spec.map(|s| format!("--preset {}", s.name)).unwrap_or_else(|| "SPEC.toml".into()),
+        // A preset's name regenerates it; any other spec is the copy the sweep keeps.
+        spec.map(|s| if PRESETS.contains(&s.name.as_str()) {
+            format!("--preset {}", s.name)
+        } else {
+            dir.join(SPEC_FILE).display().to_string()
+        })
+        .unwrap_or_else(|| "SPEC.toml".into()),
         dir.display(),
         dir.display()
     )
