@@ -126,6 +126,24 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
     out
 }
 
+/// `$f(a, b, c)` on the contiguous data of three CPU storages of one float dtype (`f32` or
+/// `f64`), wrapped back into a storage of that dtype.
+macro_rules! on_floats3 {
+    ($op:expr, ($s1:expr, $l1:expr), ($s2:expr, $l2:expr), ($s3:expr, $l3:expr), |$a:ident, $b:ident, $c:ident| $f:expr) => {
+        match ($s1, $s2, $s3) {
+            (CpuStorage::F32($a), CpuStorage::F32($b), CpuStorage::F32($c)) => {
+                let ($a, $b, $c) = (contiguous($a, $l1, $op)?, contiguous($b, $l2, $op)?, contiguous($c, $l3, $op)?);
+                CpuStorage::F32($f)
+            }
+            (CpuStorage::F64($a), CpuStorage::F64($b), CpuStorage::F64($c)) => {
+                let ($a, $b, $c) = (contiguous($a, $l1, $op)?, contiguous($b, $l2, $op)?, contiguous($c, $l3, $op)?);
+                CpuStorage::F64($f)
+            }
+            _ => return Err(unsupported($op)),
+        }
+    };
+}
+
 fn unsupported(op: &'static str) -> candle_core::Error {
     candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)
 }
@@ -157,21 +175,7 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = "layer-norm";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(forward(
-                contiguous(x, l1, op)?,
-                contiguous(w, l2, op)?,
-                contiguous(b, l3, op)?,
-                self.eps,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(forward(
-                contiguous(x, l1, op)?,
-                contiguous(w, l2, op)?,
-                contiguous(b, l3, op)?,
-                self.eps,
-            )),
-            _ => return Err(unsupported(op)),
-        };
+        let out = on_floats3!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, b| forward(x, w, b, self.eps));
         Ok((out, l1.shape().clone()))
     }
 
@@ -205,21 +209,7 @@ impl CustomOp3 for LayerNormBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = "layer-norm-backward";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(g)) => CpuStorage::F32(backward(
-                contiguous(x, l1, op)?,
-                contiguous(w, l2, op)?,
-                contiguous(g, l3, op)?,
-                self.eps,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(g)) => CpuStorage::F64(backward(
-                contiguous(x, l1, op)?,
-                contiguous(w, l2, op)?,
-                contiguous(g, l3, op)?,
-                self.eps,
-            )),
-            _ => return Err(unsupported(op)),
-        };
+        let out = on_floats3!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, g| backward(x, w, g, self.eps));
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * l2.shape().elem_count())))
     }
 }
