@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Device, Layout, Sh
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{Float, contiguous, unsupported};
 
 /// `[q_len, k_len]` additive mask: `0` where query `i` (absolute position `offset + i`) may see
 /// key `j` (`j <= offset + i`), `−∞` elsewhere. `k_len = offset + q_len` for a KV cache.
@@ -99,10 +99,6 @@ pub fn causal_attention_reference(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<
     Ok(causal_softmax_reference(&scores, 1.0 / (hs as f64).sqrt())?.matmul(v)?)
 }
 
-trait Float: 'static + Copy + Send + Sync + num_traits::Float + num_traits::FromPrimitive {}
-impl Float for f32 {}
-impl Float for f64 {}
-
 /// Rows per parallel chunk.
 const ROWS: usize = 64;
 
@@ -122,7 +118,7 @@ fn softmax_forward<T: Float>(x: &[T], q: usize, k: usize, scale: f64) -> Vec<T> 
             let mut sum = T::zero();
             for (o, &v) in o.iter_mut().zip(x) {
                 *o = (v * scale - max).exp();
-                sum = sum + *o;
+                sum += *o;
             }
             let inv = sum.recip();
             o.iter_mut().for_each(|o| *o = *o * inv);
@@ -146,10 +142,6 @@ fn softmax_backward<T: Float>(y: &[T], dy: &[T], q: usize, k: usize, scale: f64)
         },
     );
     out
-}
-
-fn unsupported(op: &'static str) -> candle_core::Error {
-    candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)
 }
 
 /// `y = causal_softmax(scale · x)` over rows of `k` keys, `q` queries per `[q, k]` block.

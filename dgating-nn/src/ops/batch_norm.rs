@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{Float, contiguous};
 
 /// Per-channel `(mean, biased variance)` of the last training-mode batch.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +40,6 @@ fn nch(shape: &Shape) -> candle_core::Result<(usize, usize, usize)> {
     Ok((d[0], d[1], d[2..].iter().product()))
 }
 
-trait Float:
-    'static + Copy + Send + Sync + num_traits::Float + num_traits::FromPrimitive + num_traits::ToPrimitive
-{
-}
-impl Float for f32 {}
-impl Float for f64 {}
-
 fn f<T: Float>(v: f64) -> T {
     T::from_f64(v).unwrap_or_else(T::nan)
 }
@@ -62,8 +55,8 @@ fn lane_sums<T: Float>(x: &[T], g: Option<&[T]>, f: impl Fn(T, T) -> (T, T)) -> 
     for (xs, gs) in xc.zip(gc) {
         for l in 0..8 {
             let (p, q) = f(xs[l], gs[l]);
-            a[l] = a[l] + p;
-            b[l] = b[l] + q;
+            a[l] += p;
+            b[l] += q;
         }
     }
     let (mut sa, mut sb) = (0.0f64, 0.0f64);

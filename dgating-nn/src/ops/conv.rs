@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ops::linear::{ReluBackward, relu_in_place};
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{Float, contiguous};
 
 /// Stride and zero padding of a convolution (the same along both spatial axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,10 +255,6 @@ fn gemm_into<T: Float>(
         );
     }
 }
-
-trait Float: 'static + Copy + Send + Sync + num_traits::Float + std::ops::AddAssign + std::iter::Sum {}
-impl Float for f32 {}
-impl Float for f64 {}
 
 /// Column-matrix elements per block of samples processed together (bounds the im2col buffer).
 const MAX_COL: usize = 1 << 22;

@@ -8,11 +8,7 @@
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor};
 
 use crate::error::Result;
-use crate::ops::storage::{contiguous, contiguous_mut};
-
-fn unsupported(op: &'static str) -> candle_core::Error {
-    candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)
-}
+use crate::ops::storage::{contiguous, contiguous_mut, unsupported};
 
 /// `dst ← a·dst + b·x + c·y` element-wise (`dst`, `x`, `y` of one shape).
 #[derive(Debug)]

@@ -12,16 +12,12 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{contiguous, unsupported};
 
 const K0: f64 = 0.797_884_560_802_865_4; // sqrt(2/pi)
 const K1: f64 = 0.044715;
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;
-
-fn unsupported(op: &'static str) -> candle_core::Error {
-    candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)
-}
 
 /// `tanh(z)` in `f32` without libm: `(e − 1)/(e + 1)` with `e = exp(2z)` from a degree-7
 /// polynomial of `2^f` and the exponent put in by bits; branch-free, so loops over it vectorize.

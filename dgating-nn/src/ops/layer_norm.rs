@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{Float, contiguous, unsupported};
 
 /// The `ε` of GPT-2 and nanoGPT.
 pub const LAYER_NORM_EPS: f64 = 1e-5;
@@ -54,10 +54,6 @@ pub fn layer_norm_reference(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Res
     let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
     Ok(normed.broadcast_mul(w)?.broadcast_add(b)?)
 }
-
-trait Float: 'static + Copy + Send + Sync + num_traits::Float + num_traits::FromPrimitive + std::iter::Sum {}
-impl Float for f32 {}
-impl Float for f64 {}
 
 /// Rows per parallel chunk.
 const ROWS: usize = 32;
@@ -102,15 +98,15 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
                 let (mut sg, mut sgx) = (T::zero(), T::zero());
                 for (((h, &x), &d), &w) in xhat.iter_mut().zip(x).zip(dy).zip(w) {
                     *h = (x - mean) * rstd;
-                    sg = sg + d * w;
-                    sgx = sgx + d * w * *h;
+                    sg += d * w;
+                    sgx += d * w * *h;
                 }
                 let (mg, mgx) = (sg * inv_c, sgx * inv_c);
                 let (dw, db) = acc.split_at_mut(c);
                 for (j, ((dx, &d), &h)) in dx.iter_mut().zip(dy).zip(xhat.iter()).enumerate() {
                     *dx = rstd * (d * w[j] - mg - h * mgx);
-                    dw[j] = dw[j] + d * h;
-                    db[j] = db[j] + d;
+                    dw[j] += d * h;
+                    db[j] += d;
                 }
             }
             acc
@@ -118,7 +114,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
         .reduce(
             || vec![T::zero(); 2 * c],
             |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(a, b)| *a = *a + b);
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
                 a
             },
         );
@@ -142,10 +138,6 @@ macro_rules! on_floats3 {
             _ => return Err(unsupported($op)),
         }
     };
-}
-
-fn unsupported(op: &'static str) -> candle_core::Error {
-    candle_core::Error::UnsupportedDTypeForOp(DType::BF16, op)
 }
 
 /// `(x, w, b) → y`, the fused forward.

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ops::storage::contiguous;
+use crate::ops::storage::{Float, contiguous};
 
 /// Which pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +49,6 @@ fn dims(shape: &Shape, p: Pool) -> candle_core::Result<(usize, usize, Dims)> {
     }
     Ok((b, c, Dims { planes: b * c, h, w, ho: (h - p.k) / p.s + 1, wo: (w - p.k) / p.s + 1 }))
 }
-
-trait Float: 'static + Copy + Send + Sync + num_traits::Float + std::ops::AddAssign + num_traits::FromPrimitive {}
-impl Float for f32 {}
-impl Float for f64 {}
 
 fn pool_forward<T: Float>(x: &[T], d: &Dims, p: Pool) -> Vec<T> {
     let mut y = vec![T::zero(); d.planes * d.ho * d.wo];
