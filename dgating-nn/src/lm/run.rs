@@ -198,15 +198,15 @@ pub fn train_run(
                     message: "already holds a run; continue it with --resume or choose a new directory".into(),
                 });
             }
-            let corpus = Corpus::load(n.text.corpus.as_deref().unwrap_or(crate::lm::MOBY_DICK))?;
-            let tokenizer = LmTokenizer::build(&n.text.tokenizer, &corpus.text)?;
-            let mut gpt = GptConfig::nano(tokenizer.vocab_size(), n.block_size, n.n_layer, n.n_head, n.n_embd)?;
-            (gpt.group_heads, gpt.group_mlp) = (n.gate_heads, n.gate_mlp);
             if cfg.depth.is_some() && !n.gate_heads && !n.gate_mlp {
                 return Err(Error::Config(
                     "a gated run needs heads or MLP neurons as groups; train without gates for a dense model".into(),
                 ));
             }
+            let corpus = Corpus::load(n.text.corpus.as_deref().unwrap_or(crate::lm::MOBY_DICK))?;
+            let tokenizer = LmTokenizer::build(&n.text.tokenizer, &corpus.text)?;
+            let mut gpt = GptConfig::nano(tokenizer.vocab_size(), n.block_size, n.n_layer, n.n_head, n.n_embd)?;
+            (gpt.group_heads, gpt.group_mlp) = (n.gate_heads, n.gate_mlp);
             let model = Gpt::new(gpt.clone(), cfg.depth, cfg.gate_init, cfg.seed, DType::F32, device)?;
             let tokens = tokenize(&tokenizer, &corpus, n.text.val_fraction)?;
             let config = LmRunConfig {
