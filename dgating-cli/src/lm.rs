@@ -1,4 +1,4 @@
-//! `dgating lm train|prune|generate|score|import-gpt2`: thin wrappers over
+//! `dgating lm train|prune|generate|score|import-gpt2|export-gpt2`: thin wrappers over
 //! `dgating_nn::lm` and `dgating_prune::language`.
 
 use std::io::IsTerminal;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use dgating_nn::GateInit;
 use dgating_nn::lm::gpt2::import_gpt2;
+use dgating_nn::lm::gpt2_export::write_gpt2_dir;
 use dgating_nn::lm::run::{NewRun, TextSpec, language_model, train_run};
 use dgating_nn::lm::{GateOptim, LmMetrics, LmTrainConfig, Sampling, TokenizerSpec, generate, score_tokens};
 use dgating_prune::{LmPruneReport, load_lm_on, prune_lm_run_on};
@@ -36,6 +37,10 @@ enum LmCommand {
     /// Turn a transformers GPT-2 directory into a gated run (function-preserving gates).
     #[command(name = "import-gpt2")]
     ImportGpt2(ImportArgs),
+    /// Write a run or a compacted model as a transformers GPT-2 directory (pruned heads as
+    /// `pruned_heads`, loadable by transformers 4.x).
+    #[command(name = "export-gpt2")]
+    ExportGpt2(ExportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -231,6 +236,18 @@ pub struct ImportArgs {
     json: bool,
 }
 
+/// Arguments of `dgating lm export-gpt2`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A language-model run or a compacted export (`dgating lm prune --out`).
+    dir: PathBuf,
+    /// New directory for config.json, model.safetensors and tokenizer.json.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
 pub fn run(args: &LmArgs) -> Res {
     match &args.command {
         LmCommand::Train(a) => train(a),
@@ -238,6 +255,7 @@ pub fn run(args: &LmArgs) -> Res {
         LmCommand::Generate(a) => generate_cmd(a),
         LmCommand::Score(a) => score(a),
         LmCommand::ImportGpt2(a) => import(a),
+        LmCommand::ExportGpt2(a) => export_gpt2(a),
     }
 }
 
@@ -438,11 +456,11 @@ fn import(a: &ImportArgs) -> Res {
         json_line(&serde_json::to_value(&r)?);
     } else {
         println!(
-            "imported {} -> {}: {} blocks x {} heads (head size {}), n_embd {}, vocab {}, context {}; gates D = {}; tokenizer: {}",
+            "imported {} -> {}: {} blocks, heads {} (head size {}), n_embd {}, vocab {}, context {}; gates D = {}; tokenizer: {}",
             a.hf_dir.display(),
             r.out_dir.display(),
             r.config.n_layer(),
-            r.config.heads[0],
+            heads_text(&r.config.heads),
             r.config.head_size,
             r.config.n_embd,
             r.config.vocab_size,
@@ -450,6 +468,43 @@ fn import(a: &ImportArgs) -> Res {
             depth.map_or("none".into(), |d| d.to_string()),
             r.tokenizer.as_deref().unwrap_or("none")
         );
+    }
+    Ok(())
+}
+
+fn heads_text(heads: &[usize]) -> String {
+    let h: Vec<String> = heads.iter().map(usize::to_string).collect();
+    h.join("/")
+}
+
+fn export_gpt2(a: &ExportArgs) -> Res {
+    let lm = dgating_prune::load_lm(&a.dir)?;
+    let config = language_model(&lm.architecture)?;
+    let w = write_gpt2_dir(config, &lm.weights, &lm.kept, lm.tokenizer.as_ref(), &a.out)?;
+    if a.json {
+        json_line(&serde_json::to_value(&w)?);
+    } else {
+        println!(
+            "wrote {} ({} {}): {} layers, heads {} of {}, n_inner {}",
+            w.out_dir.display(),
+            lm.kind,
+            a.dir.display(),
+            w.heads.len(),
+            heads_text(&w.heads),
+            w.n_head,
+            w.n_inner
+        );
+        if !w.zero_head_layers.is_empty() {
+            println!("  layers {:?} had no head left and got one zero head (output unchanged)", w.zero_head_layers);
+        }
+        if w.padded_neurons > 0 {
+            println!("  {} zero MLP neurons pad every block to n_inner (output unchanged)", w.padded_neurons);
+        }
+        if w.pruned_heads.iter().any(|p| !p.is_empty()) {
+            println!(
+                "  pruned heads are recorded as config.pruned_heads: load with transformers 4.x (5.x dropped head pruning)"
+            );
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `dgating lm ...` end to end on a tiny configuration: train, prune, generate, score,
-//! import-gpt2, and the bad inputs the issue lists.
+//! import-gpt2, export-gpt2, and the bad inputs the issue lists.
 
 use std::path::Path;
 use std::process::Command;
@@ -156,7 +156,7 @@ fn imported_gpt2_scores_like_transformers() {
     let (code, stdout, stderr) =
         dgating(&["lm", "import-gpt2", fixture.to_str().unwrap(), "--out", run.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("2 blocks x 4 heads"), "{stdout}");
+    assert!(stdout.contains("2 blocks, heads 4/4"), "{stdout}");
     let ids = dir.path().join("ids.txt");
     let seq: Vec<String> = (0..16).map(|i| ((7 * i + 3) % 61).to_string()).collect();
     std::fs::write(&ids, seq.join(" ")).unwrap();
@@ -207,4 +207,29 @@ fn gate_heads_gates_only_the_heads_and_prune_keeps_the_mlp() {
         "{r}"
     );
     assert!(r["max_rel_diff"].as_f64().unwrap() <= 1e-4, "{r}");
+
+    // The pruned model as a transformers GPT-2 directory (pruned_heads), imported back: it
+    // scores exactly like the compacted export.
+    let hf = dir.path().join("hf");
+    let (code, stdout, stderr) =
+        dgating(&["lm", "export-gpt2", small.to_str().unwrap(), "--out", hf.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let w = json(&stdout);
+    let pruned: usize = w["pruned_heads"].as_array().unwrap().iter().map(|p| p.as_array().unwrap().len()).sum();
+    assert_eq!(pruned as u64, removed, "{w}");
+    assert!(hf.join("tokenizer.json").exists());
+    let back = dir.path().join("back");
+    let (code, _, stderr) =
+        dgating(&["lm", "import-gpt2", hf.to_str().unwrap(), "--out", back.to_str().unwrap(), "--no-gates"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(&ids, "1 5 9 2 7 3 8 4 6 0 1 2").unwrap();
+    let score = |d: &Path| {
+        let (code, stdout, stderr) =
+            dgating(&["lm", "score", d.to_str().unwrap(), "--token-ids", ids.to_str().unwrap(), "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        json(&stdout)["mean_nll"].as_f64().unwrap()
+    };
+    let (a, b) = (score(&small), score(&back));
+    assert!((a - b).abs() <= 1e-5 * a.abs(), "compacted {a} vs exported and re-imported {b}");
 }

@@ -184,6 +184,9 @@ pub struct LoadedLm {
     pub corpus: Option<String>,
     /// A run's validation share (the end of its corpus).
     pub val_fraction: f64,
+    /// An export's kept groups: original indices by dim name (empty for a run, which keeps
+    /// every group).
+    pub kept: BTreeMap<String, Vec<usize>>,
 }
 
 /// Loads a language-model training run or a compacted export from `dir`, on the CPU.
@@ -206,11 +209,13 @@ pub fn load_lm_on(dir: &Path, device: &Device) -> Result<LoadedLm> {
             kind: "run",
             corpus: cfg.text.corpus,
             val_fraction: cfg.text.val_fraction,
+            kept: BTreeMap::new(),
         });
     }
     let c = import(dir)?.to_device(device)?;
     language_model(c.architecture())?;
     let tokenizer = read_tokenizer(dir, c.architecture().input_dim())?;
+    let kept = c.config.dims.iter().map(|d| (d.name.clone(), d.kept.clone())).collect();
     Ok(LoadedLm {
         weights: c.tensors()?,
         architecture: c.config.architecture,
@@ -218,5 +223,6 @@ pub fn load_lm_on(dir: &Path, device: &Device) -> Result<LoadedLm> {
         kind: "compact",
         corpus: None,
         val_fraction: 0.1,
+        kept,
     })
 }

@@ -7,7 +7,9 @@
 //! `GPT2LMHeadModel`; `lm_head.weight`, when stored, must equal `wte` (GPT-2 ties them).
 //! Only configurations whose function this crate computes are accepted: tanh-GELU
 //! (`gelu_new`), `layer_norm_epsilon = 1e-5`, scaled attention without the per-layer scaling,
-//! no cross-attention. Every other difference — an unknown config field, a missing,
+//! no cross-attention. A `pruned_heads` config (`{layer: [head, ...]}`, transformers 4.x's head
+//! pruning, which [`write_gpt2_dir`](crate::lm::gpt2_export::write_gpt2_dir) writes) gives the
+//! blocks fewer heads: `c_attn` is then `[C, 3·H_l·hs]` and `c_proj` `[H_l·hs, C]`. Every other difference — an unknown config field, a missing,
 //! misshaped or extra tensor, an untied head — is an error that names it.
 
 use std::collections::BTreeMap;
@@ -44,6 +46,7 @@ pub const KNOWN_CONFIG_FIELDS: &[&str] = &[
     "output_attentions",
     "output_hidden_states",
     "pad_token_id",
+    "pruned_heads",
     "reorder_and_upcast_attn",
     "resid_pdrop",
     "return_dict",
@@ -104,12 +107,49 @@ pub fn read_gpt2_config(path: &Path) -> Result<GptConfig> {
     let (n_embd, n_head, n_layer) = (size("n_embd")?, size("n_head")?, size("n_layer")?);
     let mut c = GptConfig::nano(size("vocab_size")?, size("n_positions")?, n_layer, n_head, n_embd)
         .map_err(|e| bad(path, e.to_string()))?;
+    if let Some(pruned) = obj.get("pruned_heads").filter(|v| !v.is_null()) {
+        for (l, heads) in read_pruned_heads(pruned, n_layer, n_head).map_err(|m| bad(path, m))? {
+            c.heads[l] = n_head - heads.len();
+        }
+    }
     if let Some(inner) = obj.get("n_inner").filter(|v| !v.is_null()) {
         let m = inner.as_u64().ok_or_else(|| bad(path, "n_inner is not an integer".into()))? as usize;
         c.mlp = vec![m; n_layer];
     }
     c.check().map_err(|e| bad(path, e.to_string()))?;
     Ok(c)
+}
+
+/// transformers' `pruned_heads` (`{"layer": [head, ...]}`, keys are strings in JSON): the heads
+/// removed from each layer, checked (layer and head in range, no head twice).
+pub fn read_pruned_heads(
+    v: &Value,
+    n_layer: usize,
+    n_head: usize,
+) -> std::result::Result<BTreeMap<usize, Vec<usize>>, String> {
+    let obj = v.as_object().ok_or("pruned_heads is not an object {layer: [heads]}")?;
+    let mut out = BTreeMap::new();
+    for (k, heads) in obj {
+        let l: usize = k.parse().map_err(|_| format!("pruned_heads: layer `{k}` is not an integer"))?;
+        if l >= n_layer {
+            return Err(format!("pruned_heads: layer {l} is out of range (n_layer {n_layer})"));
+        }
+        let list = heads.as_array().ok_or_else(|| format!("pruned_heads[{l}] is not a list"))?;
+        let mut hs = Vec::with_capacity(list.len());
+        for h in list {
+            let h = h.as_u64().map(|h| h as usize).filter(|&h| h < n_head);
+            let h =
+                h.ok_or_else(|| format!("pruned_heads[{l}]: every head must be an integer below n_head ({n_head})"))?;
+            if hs.contains(&h) {
+                return Err(format!("pruned_heads[{l}] names head {h} twice"));
+            }
+            hs.push(h);
+        }
+        if out.insert(l, hs).is_some() {
+            return Err(format!("pruned_heads names layer {l} twice"));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads `dir/config.json` and `dir/model.safetensors` of a transformers GPT-2 model into our
@@ -135,7 +175,7 @@ pub fn read_gpt2_dir(dir: &Path, device: &Device) -> Result<(GptConfig, BTreeMap
     }
     // The causal-mask buffers older transformers versions save.
     raw.retain(|k, _| !(k.starts_with("h.") && (k.ends_with(".attn.bias") || k.ends_with(".attn.masked_bias"))));
-    let (c, m) = (config.n_embd, config.mlp[0]);
+    let (c, m, hs) = (config.n_embd, config.mlp[0], config.head_size);
     let mut take = |key: &str, shape: &[usize]| -> Result<Tensor> {
         let t = raw.remove(key).ok_or_else(|| bad(&path, format!("missing tensor `{key}`")))?;
         if t.dims() != shape {
@@ -156,13 +196,15 @@ pub fn read_gpt2_dir(dir: &Path, device: &Device) -> Result<(GptConfig, BTreeMap
             out.insert(ours(&format!("{mine}.weight")), take(&h(&format!("{theirs}.weight")), &[c])?);
             out.insert(ours(&format!("{mine}.bias")), take(&h(&format!("{theirs}.bias")), &[c])?);
         }
-        let w = take(&h("attn.c_attn.weight"), &[c, 3 * c])?;
-        let b = take(&h("attn.c_attn.bias"), &[3 * c])?;
+        // After head pruning a layer's attention is `a = H_l·hs` wide.
+        let a = config.heads[l] * hs;
+        let w = take(&h("attn.c_attn.weight"), &[c, 3 * a])?;
+        let b = take(&h("attn.c_attn.bias"), &[3 * a])?;
         for (i, x) in ["q", "k", "v"].iter().enumerate() {
-            out.insert(ours(&format!("attn.{x}.weight")), t(w.narrow(1, i * c, c)?)?);
-            out.insert(ours(&format!("attn.{x}.bias")), b.narrow(0, i * c, c)?.contiguous()?);
+            out.insert(ours(&format!("attn.{x}.weight")), t(w.narrow(1, i * a, a)?)?);
+            out.insert(ours(&format!("attn.{x}.bias")), b.narrow(0, i * a, a)?.contiguous()?);
         }
-        out.insert(ours("attn.proj.weight"), t(take(&h("attn.c_proj.weight"), &[c, c])?)?);
+        out.insert(ours("attn.proj.weight"), t(take(&h("attn.c_proj.weight"), &[a, c])?)?);
         out.insert(ours("attn.proj.bias"), take(&h("attn.c_proj.bias"), &[c])?);
         out.insert(ours("mlp.fc.weight"), t(take(&h("mlp.c_fc.weight"), &[c, m])?)?);
         out.insert(ours("mlp.fc.bias"), take(&h("mlp.c_fc.bias"), &[m])?);

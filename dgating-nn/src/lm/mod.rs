@@ -4,6 +4,7 @@
 pub mod corpus;
 pub mod generate;
 pub mod gpt2;
+pub mod gpt2_export;
 pub mod run;
 pub mod score;
 pub mod tokenizer;
