@@ -260,3 +260,69 @@ lr = 0.01
     let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
     assert!(md.contains("### vgg") && md.contains("slimming"), "{md}");
 }
+
+/// A language task: a tiny character-level GPT on a corpus file, dense, D-Gating (heads gated)
+/// and magnitude at half of each block's heads, each fine-tuned the same number of steps; the
+/// metric is the negative validation loss. Methods that do not apply are refused up front.
+#[test]
+fn language_task_prunes_heads_and_scores_validation_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("corpus.txt"), "Call me Ishmael. The whale swims in the sea.\n".repeat(200)).unwrap();
+    let spec = r#"
+name = "lm"
+methods = ["dense", "dgating", "magnitude"]
+depths = [3]
+sparsities = [0.5]
+seeds = [0]
+
+[[tasks]]
+name = "tiny"
+data = "corpus.txt"
+model = "gpt"
+batch_size = 4
+lr = 3e-3
+lambdas = [0.01]
+
+[tasks.lm]
+n_layer = 2
+n_head = 4
+n_embd = 16
+block_size = 16
+steps = 30
+groups = "heads"
+finetune_steps = 5
+eval_windows = 4
+
+[finetune]
+epochs = 0
+lr = 1e-3
+"#;
+    std::fs::write(d.join("lm.toml"), spec).unwrap();
+    let (code, _, e) = run_in(d, &["sweep", "lm.toml", "--out", "sw", "--jobs", "1", "--quiet"]);
+    assert_eq!(code, 0, "{e}");
+    let recs = records(&d.join("sw"));
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["tiny-dense-s0", "tiny-dgating-D3-l1.000e-2-s0", "tiny-magnitude-t0.5-s0"]);
+    let dense = &recs[0];
+    for r in &recs {
+        assert_eq!(r["metric_name"], "neg_val_loss", "{r}");
+        let (m, ft) = (r["metric"].as_f64().unwrap(), r["metric_finetuned"].as_f64().unwrap());
+        // Minus a character-level NLL: below 0, above -ln(vocabulary) by a margin after training.
+        assert!(m < 0.0 && m > -4.0 && ft < 0.0, "{r}");
+        // Only the two blocks' heads are groups.
+        assert_eq!(r["groups"], serde_json::json!([4, 4]), "{r}");
+    }
+    assert_eq!(dense["kept"], serde_json::json!([4, 4]));
+    assert_eq!(recs[2]["kept"], serde_json::json!([2, 2]), "magnitude keeps half of each block's heads");
+    assert!(recs[2]["flops"].as_u64().unwrap() < recs[2]["flops_before"].as_u64().unwrap());
+    // The D-Gating point went through `lm prune`: its export is there and loads.
+    assert!(d.join("sw/points/tiny-dgating-D3-l1.000e-2-s0/compact/report.json").exists());
+    let md = std::fs::read_to_string(d.join("sw/report/report.md")).unwrap();
+    assert!(md.contains("### tiny") && md.contains("neg_val_loss") && md.contains("30 steps"), "{md}");
+
+    // l1_filter has no meaning for a GPT: refused before anything runs.
+    std::fs::write(d.join("bad.toml"), spec.replace(r#""magnitude"]"#, r#""magnitude", "l1_filter"]"#)).unwrap();
+    let (code, _, e) = run_in(d, &["sweep", "bad.toml", "--out", "sw2"]);
+    assert!(code != 0 && e.contains("language task") && e.contains("l1-filter"), "{e}");
+}

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod jobs;
+pub mod lm_point;
 pub mod plot;
 pub mod point;
 pub mod record;
@@ -21,4 +22,4 @@ pub use point::{Point, Shard, points};
 pub use record::PointRecord;
 pub use report::{ReportFiles, Setting, Verdict, write_report};
 pub use runner::{SweepProgress, run_sweep};
-pub use spec::{FinetuneSpec, Grid, Method, SweepSpec, TaskSpec};
+pub use spec::{FinetuneSpec, Grid, LmGroups, LmTaskSpec, Method, SweepSpec, TaskSpec};

@@ -389,14 +389,25 @@ fn markdown(
                 .values()
                 .map(|v| v.iter().map(|x| format!("{x:.3e}")).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
+            let (model, budget) = match &t.lm {
+                Some(lm) => (
+                    format!("gpt {}×{}, n_embd {}, context {}", lm.n_layer, lm.n_head, lm.n_embd, lm.block_size),
+                    format!("{} steps", lm.steps),
+                ),
+                None => (t.model.clone(), t.epochs.to_string()),
+            };
             writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {l} | {:?} | {:?} |",
-                t.name, t.data, t.model, t.epochs, t.batch_size, t.lr, s.depths, s.seeds
+                "| {} | {} | {model} | {budget} | {} | {} | {l} | {:?} | {:?} |",
+                t.name, t.data, t.batch_size, t.lr, s.depths, s.seeds
             )
             .ok();
         }
         writeln!(md).ok();
+        for t in s.tasks.iter().filter(|t| t.lm.is_some()) {
+            let lm = t.lm.as_ref().expect("filtered");
+            writeln!(md, "Language task `{}`: a character-level GPT on `{}` (the last 10% held out), {} steps of {} sequences, Adam at lr {} (cosine, 5% warm-up); D-Gating trains with the collapse recipe of `dgating lm train` (gates by SGD + momentum at a constant rate 0.1, balanced initialization) with {} gated, magnitude removes each block's smallest groups of the dense model. The metric `neg_val_loss` is minus the mean next-token NLL (nats/token) on the first {} held-out windows; every compacted model is fine-tuned for {} steps at lr {} (Adam, no penalty) instead of the epochs above.\n", t.name, t.data, lm.steps, t.batch_size, t.lr, match lm.groups { crate::sweep::spec::LmGroups::Heads => "only the heads", crate::sweep::spec::LmGroups::All => "heads and MLP neurons" }, lm.eval_windows, lm.finetune_steps, s.finetune.lr).ok();
+        }
     }
     writeln!(md, "## Verdict\n").ok();
     writeln!(md, "D-Gating against the best of the baselines the sweep ran (direct, prox, magnitude, l1-filter, slimming) at each removal level: the best mean held-out metric among the settings that remove at least that share of groups; a win or loss needs a difference larger than the seed spread (sample std).\n").ok();

@@ -146,6 +146,9 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
+    if let Some(lm) = &task.lm {
+        return crate::sweep::lm_point::run_lm_point(spec, task, lm, p, dir);
+    }
     let run_dir = dir.join("run");
     let t0 = Instant::now();
     let data = DataSpec::new(task.data.clone(), task.target.clone());

@@ -68,7 +68,9 @@ pub struct TaskSpec {
     pub target: Option<String>,
     /// Model preset.
     pub model: String,
-    /// Training epochs (magnitude: the dense phase).
+    /// Training epochs (magnitude: the dense phase). Language tasks count steps instead
+    /// ([`LmTaskSpec::steps`]) and leave this out.
+    #[serde(default)]
     pub epochs: usize,
     /// Mini-batch size.
     pub batch_size: usize,
@@ -79,6 +81,46 @@ pub struct TaskSpec {
     /// Network slimming's `λ` on the batch-norm scales (Liu et al. 2017 use `1e-4`).
     #[serde(default = "default_slimming_lambda")]
     pub slimming_lambda: f64,
+    /// A language task (`model = "gpt"`, `data` = a corpus: `moby-dick` or a UTF-8 file):
+    /// the GPT's shape and step budget. `batch_size` is then sequences per step and `lr`
+    /// Adam's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<LmTaskSpec>,
+}
+
+/// The GPT of a language task (character-level, the last 10% of the corpus held out).
+/// Methods: dense, dgating (the collapse recipe of `dgating lm train`) and magnitude (each
+/// gate set's smallest groups of the dense model removed); the metric is `neg_val_loss`, the
+/// negative mean next-token NLL on the held-out windows (higher is better, like accuracy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmTaskSpec {
+    /// Blocks.
+    pub n_layer: usize,
+    /// Heads per block.
+    pub n_head: usize,
+    /// Stream width.
+    pub n_embd: usize,
+    /// Context (tokens per training sequence and per validation window).
+    pub block_size: usize,
+    /// Training steps (the same for every method).
+    pub steps: usize,
+    /// Groups: `heads` (only the heads are gated and pruned) or `all` (heads and MLP neurons).
+    pub groups: LmGroups,
+    /// Fine-tuning steps of every compacted model (at the sweep's fine-tune `lr`, Adam, no
+    /// penalty; 0: none).
+    pub finetune_steps: usize,
+    /// Validation windows scored (the first ones of the held-out text).
+    pub eval_windows: usize,
+}
+
+/// Which groups of a language task are gated and pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LmGroups {
+    /// Attention heads only.
+    Heads,
+    /// Heads and MLP neurons.
+    All,
 }
 
 fn default_slimming_lambda() -> f64 {
@@ -118,7 +160,7 @@ pub struct SweepSpec {
 }
 
 /// Names accepted by [`SweepSpec::preset`].
-pub const PRESETS: &[&str] = &["ci", "paper-cpu", "paper-gpu", "vision-cpu"];
+pub const PRESETS: &[&str] = &["ci", "paper-cpu", "paper-gpu", "vision-cpu", "lm-cpu"];
 
 impl SweepSpec {
     /// Parses TOML and checks it.
@@ -155,8 +197,34 @@ impl SweepSpec {
         }
         for t in &self.tasks {
             t.lambdas.values()?;
-            if t.epochs == 0 || t.batch_size == 0 || !(t.lr > 0.0 && t.lr.is_finite()) {
-                return bad(format!("task `{}`: epochs, batch size and lr must be > 0", t.name));
+            if let Some(lm) = &t.lm {
+                if t.model != "gpt" || t.epochs != 0 {
+                    return bad(format!(
+                        "task `{}`: a language task has model = \"gpt\" and no epochs (it counts lm.steps)",
+                        t.name
+                    ));
+                }
+                if let Some(m) =
+                    self.methods.iter().find(|m| !matches!(m, Method::Dense | Method::Dgating | Method::Magnitude))
+                {
+                    return bad(format!(
+                        "task `{}` is a language task: methods dense, dgating and magnitude only, not `{}`",
+                        t.name,
+                        m.name()
+                    ));
+                }
+                let sizes = [lm.n_layer, lm.n_head, lm.n_embd, lm.block_size, lm.steps, lm.eval_windows];
+                if sizes.contains(&0) || !lm.n_embd.is_multiple_of(lm.n_head) {
+                    return bad(format!(
+                        "task `{}`: lm sizes, steps and eval_windows must be >= 1, n_embd a multiple of n_head",
+                        t.name
+                    ));
+                }
+            } else if t.epochs == 0 {
+                return bad(format!("task `{}`: epochs must be > 0", t.name));
+            }
+            if t.batch_size == 0 || !(t.lr > 0.0 && t.lr.is_finite()) {
+                return bad(format!("task `{}`: batch size and lr must be > 0", t.name));
             }
             if !(t.slimming_lambda >= 0.0 && t.slimming_lambda.is_finite()) {
                 return bad(format!("task `{}`: slimming_lambda must be finite and >= 0", t.name));
@@ -175,7 +243,10 @@ impl SweepSpec {
     /// hours on 2 cores), `paper-gpu` (more λ values, depths and seeds, on CUDA device 0),
     /// `vision-cpu` (LeNet-5 and VGG-11 ×0.25 on the built-in Fashion-MNIST subset: dense,
     /// D-Gating at D ∈ {2, 3, 4}, magnitude, L1-filter and slimming at two target sparsities,
-    /// 3 seeds, the same fine-tuning budget for all; many hours on 2 cores).
+    /// 3 seeds, the same fine-tuning budget for all; many hours on 2 cores), `lm-cpu` (the
+    /// heads of a 4 × 8-head character-level GPT on Moby Dick, 1500 steps of 16 × 64 tokens:
+    /// dense, D-Gating at three λ, magnitude at 25% and 50% of each block's heads, 3 seeds,
+    /// 100 fine-tune steps each; about 5 hours on 2 cores).
     pub fn preset(name: &str) -> Result<Self> {
         let task = |name: &str, data: &str, model: &str, epochs, batch_size, lr, lambdas| TaskSpec {
             name: name.into(),
@@ -187,6 +258,7 @@ impl SweepSpec {
             lr,
             lambdas,
             slimming_lambda: default_slimming_lambda(),
+            lm: None,
         };
         let all = vec![Method::Dense, Method::Dgating, Method::Direct, Method::Prox, Method::Magnitude];
         let spec = match name {
@@ -270,6 +342,28 @@ impl SweepSpec {
                 sparsities: vec![0.5, 0.75],
                 seeds: vec![0, 1, 2],
                 finetune: FinetuneSpec { epochs: 2, lr: 0.01 },
+                device: DeviceSpec::Cpu,
+            },
+            "lm-cpu" => Self {
+                name: name.into(),
+                tasks: vec![TaskSpec {
+                    lm: Some(LmTaskSpec {
+                        n_layer: 4,
+                        n_head: 8,
+                        n_embd: 256,
+                        block_size: 64,
+                        steps: 1500,
+                        groups: LmGroups::Heads,
+                        finetune_steps: 100,
+                        eval_windows: 200,
+                    }),
+                    ..task("moby-heads", "moby-dick", "gpt", 0, 16, 1e-3, Grid::List(vec![1e-3, 3e-3, 1e-2]))
+                }],
+                methods: vec![Method::Dense, Method::Dgating, Method::Magnitude],
+                depths: vec![3],
+                sparsities: vec![0.25, 0.5],
+                seeds: vec![0, 1, 2],
+                finetune: FinetuneSpec { epochs: 0, lr: 3e-4 },
                 device: DeviceSpec::Cpu,
             },
             other => {
