@@ -24,7 +24,9 @@
 //! Validation losses are on the first `--eval-windows` windows of `block_size` tokens of the
 //! validation text. Other arguments: `--n-layer 4 --n-head 8 --n-embd 256 --block 128
 //! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam --gate-mlp 1|0` (`0`: only heads
-//! are gated, the MLP is an ordinary dense layer without a penalty) `--gate-init balanced|ones`.
+//! are gated, the MLP is an ordinary dense layer without a penalty) `--gate-init balanced|ones`
+//! `--gate-decay-from F` (the gates' rate is constant for the share `F` of the steps, then a
+//! cosine to 0; `1`: constant throughout).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -61,12 +63,13 @@ struct Args {
     skip_dense: bool,
     gate_mlp: bool,
     gate_init: GateInit,
+    gate_decay_from: f64,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
-                     [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones]";
+                     [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -97,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
         skip_dense: false,
         gate_mlp: true,
         gate_init: GateInit::Balanced,
+        gate_decay_from: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = n()? as u64,
             "--skip-dense" => a.skip_dense = n()? != 0,
             "--gate-mlp" => a.gate_mlp = n()? != 0,
+            "--gate-decay-from" => a.gate_decay_from = f()?,
             "--gate-init" => {
                 a.gate_init = match v.as_str() {
                     "balanced" => GateInit::Balanced,
@@ -170,6 +175,7 @@ impl Ctx {
             lambda,
             gate_optim: a.gate_optim,
             gate_init: a.gate_init,
+            gate_decay_from: a.gate_decay_from,
             seed: a.seed,
             eval_every: if a.eval_every == 0 { a.steps } else { a.eval_every },
             eval_windows: a.eval_windows.min(64),

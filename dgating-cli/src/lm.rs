@@ -123,11 +123,15 @@ pub struct LmTrainArgs {
     gate: GateGroupsArg,
     #[arg(long, value_enum, default_value_t = GateOptimArg::Recipe)]
     gate_optim: GateOptimArg,
-    /// SGD rate of the gates (constant).
+    /// SGD rate of the gates (constant, see --gate-decay-from).
     #[arg(long, default_value_t = 0.1)]
     gate_lr: f64,
     #[arg(long, default_value_t = 0.9)]
     gate_momentum: f64,
+    /// Share of the steps after which the gates' rate follows a cosine to 0 (1: constant to
+    /// the end).
+    #[arg(long, default_value_t = 1.0)]
+    gate_decay_from: f64,
     #[arg(long, value_enum, default_value_t = GateInitArg::Balanced)]
     gate_init: GateInitArg,
     #[arg(long, default_value_t = 0)]
@@ -290,6 +294,7 @@ fn train(a: &LmTrainArgs) -> Res {
         },
         gate_lr: a.gate_lr,
         gate_momentum: a.gate_momentum,
+        gate_decay_from: a.gate_decay_from,
         gate_init: match a.gate_init {
             GateInitArg::Balanced => GateInit::Balanced,
             GateInitArg::Ones => GateInit::Ones,

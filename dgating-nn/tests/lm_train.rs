@@ -95,3 +95,68 @@ fn heads_only_gating_gates_and_penalizes_only_the_heads() {
     let err = train_run(&tmp.path().join("none"), Some(&none), &cfg, &Device::Cpu, |_| Ok(true)).unwrap_err();
     assert!(err.to_string().contains("heads or MLP"), "{err}");
 }
+
+/// The gates' rate is constant until `gate_decay_from`, then a cosine to 0 at the last step;
+/// out-of-range values are refused, and a run config written before the field existed reads
+/// as constant.
+#[test]
+fn the_gate_rate_decays_only_in_the_tail() {
+    let cfg = LmTrainConfig { gate_lr: 0.1, gate_decay_from: 0.6, ..LmTrainConfig::default() };
+    let total = 101; // steps 0..=100: t = step / 100
+    assert_eq!(cfg.gate_lr_at(0, total), 0.1);
+    assert_eq!(cfg.gate_lr_at(60, total), 0.1);
+    assert!((cfg.gate_lr_at(80, total) - 0.05).abs() < 1e-12, "half-way down the cosine");
+    assert!(cfg.gate_lr_at(100, total).abs() < 1e-12, "0 at the last step");
+    assert!(cfg.gate_lr_at(70, total) > cfg.gate_lr_at(90, total));
+    let constant = LmTrainConfig { gate_lr: 0.1, ..LmTrainConfig::default() };
+    assert!((0..total).all(|s| constant.gate_lr_at(s, total) == 0.1));
+    for bad in [0.0, -0.5, 1.5, f64::NAN] {
+        assert!(LmTrainConfig { gate_decay_from: bad, ..cfg.clone() }.check().is_err(), "{bad}");
+    }
+    let mut old = serde_json::to_value(LmTrainConfig::default()).unwrap();
+    old.as_object_mut().unwrap().remove("gate_decay_from");
+    let back: LmTrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(back.gate_decay_from, 1.0);
+}
+
+/// The training loop uses that rate: with `gate_decay_from = 0.5` over 2 steps the second
+/// step has gate rate 0, so the gates end where one constant-rate step left them, while the
+/// other weights (Adam) still move.
+#[test]
+fn train_lm_steps_the_gates_at_the_scheduled_rate() {
+    use dgating_nn::lm::train_lm;
+    use dgating_nn::model::{Gpt, GptConfig};
+    use dgating_nn::{GateInit, ParamRole};
+    let text: Vec<u32> = (0..4000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    let gpt = GptConfig::nano(11, 16, 1, 2, 16).unwrap();
+    let run = |steps, gate_decay_from| {
+        let model = Gpt::new(gpt.clone(), Some(3), GateInit::Balanced, 5, DType::F32, &Device::Cpu).unwrap();
+        let cfg = LmTrainConfig {
+            steps,
+            batch_size: 4,
+            warmup: 1,
+            lambda: 0.01,
+            gate_decay_from,
+            eval_every: steps,
+            eval_windows: 2,
+            ..LmTrainConfig::default()
+        };
+        train_lm(&model, &cfg, &text, &text, |_| Ok(true)).unwrap();
+        let store = model.params().unwrap();
+        let values = |gate: bool| -> Vec<f32> {
+            store
+                .iter()
+                .filter(|p| (p.role == ParamRole::Gate) == gate)
+                .flat_map(|p| p.var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect()
+        };
+        (values(true), values(false))
+    };
+    let (gates_two, rest_two) = run(2, 0.5);
+    let (gates_one, rest_one) = run(1, 1.0);
+    assert!(!gates_one.is_empty());
+    assert_eq!(gates_two, gates_one, "the last step must not move the gates");
+    assert_ne!(rest_two, rest_one, "the other weights keep training");
+    let (gates_const, _) = run(2, 1.0);
+    assert_ne!(gates_const, gates_one, "at a constant rate the second step moves the gates");
+}

@@ -66,6 +66,12 @@ pub struct LmTrainConfig {
     pub gate_lr: f64,
     /// SGD momentum of the gates.
     pub gate_momentum: f64,
+    /// Share of the steps after which the gates' rate leaves `gate_lr` and follows a cosine to
+    /// 0 at the last step (`1`: constant throughout, the recipe as first measured). A constant
+    /// rate lets unneeded groups keep collapsing; decaying it at the end lets the kept gates
+    /// settle instead of ending training at full SGD noise.
+    #[serde(default = "constant_gate_rate")]
+    pub gate_decay_from: f64,
     /// Initial gates.
     pub gate_init: GateInit,
     /// Seed (initialization, batches).
@@ -90,12 +96,17 @@ impl Default for LmTrainConfig {
             gate_optim: GateOptim::Recipe,
             gate_lr: 0.1,
             gate_momentum: 0.9,
+            gate_decay_from: 1.0,
             gate_init: GateInit::Balanced,
             seed: 0,
             eval_every: 100,
             eval_windows: 64,
         }
     }
+}
+
+fn constant_gate_rate() -> f64 {
+    1.0
 }
 
 impl LmTrainConfig {
@@ -113,6 +124,9 @@ impl LmTrainConfig {
                 "dropout and momentum must be in [0, 1), got {} and {}",
                 self.dropout, self.gate_momentum
             ));
+        }
+        if !(self.gate_decay_from > 0.0 && self.gate_decay_from <= 1.0) {
+            return bad(format!("gate_decay_from must be in (0, 1], got {}", self.gate_decay_from));
         }
         if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
             return bad(format!("lambda must be finite and >= 0, got {}", self.lambda));
@@ -136,6 +150,17 @@ impl LmTrainConfig {
         let span = total.saturating_sub(self.warmup).max(1) as f64;
         let t = ((step - self.warmup) as f64 / span).min(1.0);
         self.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+
+    /// The gates' SGD rate at 0-based `step` of `total`: `gate_lr` until the share
+    /// `gate_decay_from` of the steps, then a cosine to 0 at the last step.
+    pub fn gate_lr_at(&self, step: usize, total: usize) -> f64 {
+        let t = step as f64 / total.saturating_sub(1).max(1) as f64;
+        if t <= self.gate_decay_from || self.gate_decay_from >= 1.0 {
+            return self.gate_lr;
+        }
+        let u = ((t - self.gate_decay_from) / (1.0 - self.gate_decay_from)).min(1.0);
+        self.gate_lr * 0.5 * (1.0 + (std::f64::consts::PI * u).cos())
     }
 }
 
@@ -291,7 +316,7 @@ pub fn train_lm(
         let lr = cfg.lr_at(step, cfg.steps);
         main.step(&grads, lr)?;
         if let Some(g) = &mut gates {
-            g.step(&grads, cfg.gate_lr)?;
+            g.step(&grads, cfg.gate_lr_at(step, cfg.steps))?;
         }
         loss_sum += value;
         loss_n += 1;
