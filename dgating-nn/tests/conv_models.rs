@@ -130,3 +130,47 @@ fn gated_conv_net_gradients_match_finite_differences() {
     assert!(checked >= 30, "{checked}");
     assert!(store.get("convs.1.gates").is_some() && store.get("convs.0.gates").is_some());
 }
+
+/// Evaluation mode folds the running statistics into the filters and a bias; the result must
+/// be batch norm as defined: `relu(γ·(conv(x) − mean)/√(var + ε) + β)`, computed here from the
+/// parameters with plain tensor arithmetic (non-trivial statistics, gates that are not 1).
+#[test]
+fn evaluation_mode_batch_norm_is_the_textbook_formula() {
+    let shape = ImageShape::new(2, 5, 5);
+    let cfg = ConvNetConfig {
+        input: shape,
+        layers: vec![ConvLayer::Conv { out: 3, kernel: 3, stride: 1, padding: 1, batch_norm: true, gated: true }],
+        global_pool: false,
+        hidden: vec![],
+        group_hidden: false,
+        output_dim: 2,
+    };
+    let m = ConvNet::new(cfg, Some(3), GateInit::Balanced, 7, DType::F64, &Device::Cpu).unwrap();
+    let store = m.params().unwrap();
+    let set = |name: &str, v: &[f64]| {
+        let p = store.get(name).unwrap_or_else(|| panic!("{name}"));
+        p.var.set(&Tensor::from_vec(v.to_vec(), p.var.dims(), &Device::Cpu).unwrap()).unwrap();
+    };
+    set("convs.0.bn.running_mean", &[0.3, -0.2, 0.05]);
+    set("convs.0.bn.running_var", &[0.5, 2.0, 0.01]);
+    let x = images(2, shape, 0.4, DType::F64);
+    let got = m.forward(&x).unwrap();
+    // The same from the effective tensors: the gates folded into the filter and into BN's
+    // scale and shift (the channel's group), then the formula.
+    let t = dgating_nn::model::effective_tensors(&m).unwrap();
+    let (w, gamma, beta) = (&t["convs.0.weight"], &t["convs.0.bn.weight"], &t["convs.0.bn.bias"]);
+    let (mean, var) = (&t["convs.0.bn.running_mean"], &t["convs.0.bn.running_var"]);
+    let ch = |v: &Tensor| v.reshape((1, 3, 1, 1)).unwrap();
+    let h = x.reshape((2, 2, 5, 5)).unwrap().conv2d(w, 1, 1, 1, 1).unwrap();
+    let norm = h.broadcast_sub(&ch(mean)).unwrap().broadcast_div(&ch(&(var + 1e-5).unwrap().sqrt().unwrap())).unwrap();
+    let y = norm.broadcast_mul(&ch(gamma)).unwrap().broadcast_add(&ch(beta)).unwrap().relu().unwrap();
+    let logits = y
+        .flatten_from(1)
+        .unwrap()
+        .matmul(&t["head.weight"].t().unwrap())
+        .unwrap()
+        .broadcast_add(&t["head.bias"])
+        .unwrap();
+    let diff = (got - logits).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(diff < 1e-12, "eval forward differs from the formula by {diff}");
+}

@@ -94,6 +94,12 @@ fn fused_conv_matches_candle() {
         ((3, 2, 1, 1), (2, 2, 3, 3), Conv2dParams::new(1, 1)),
         ((2, 2, 7, 7), (3, 2, 2, 2), Conv2dParams::new(3, 1)),
         ((2, 1, 2, 3), (2, 1, 5, 5), Conv2dParams::new(1, 2)),
+        // Stride 1 with the output as wide as the input takes the contiguous "same" path:
+        // a tall kernel (fewer output rows than input rows), a 1-wide map, a kernel wider
+        // than the map.
+        ((2, 2, 6, 5), (3, 2, 3, 1), Conv2dParams::new(1, 0)),
+        ((2, 2, 5, 1), (3, 2, 3, 3), Conv2dParams::new(1, 1)),
+        ((2, 1, 4, 2), (2, 1, 5, 5), Conv2dParams::new(1, 2)),
     ];
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
         for (xs, ws, p) in cases {
@@ -253,6 +259,15 @@ fn pooling_matches_candle() {
     close(&flat(&max_pool2d(&x, 2, 2, "p").unwrap()), &flat(&x.max_pool2d(2).unwrap()), 0.0, "max");
     close(&flat(&avg_pool2d(&x, 2, 2, "p").unwrap()), &flat(&x.avg_pool2d(2).unwrap()), 1e-6, "avg");
     assert_eq!(flat(&global_avg_pool(&x).unwrap()).len(), 6);
+    // Odd sizes (the last row and column are dropped, floor) and many planes per parallel task:
+    // the 2x2 / stride-2 fast path against candle.
+    let odd = tensor(seq(3 * 40 * 7 * 5, |i| (1.37 * i).cos()), &[3, 40, 7, 5], DType::F32);
+    close(&flat(&max_pool2d(&odd, 2, 2, "p").unwrap()), &flat(&odd.max_pool2d(2).unwrap()), 0.0, "max, odd");
+    // A NaN in a window makes that output NaN (PyTorch), and only that one.
+    let mut v = seq(16, |i| i);
+    v[5] = f64::NAN;
+    let y = flat(&max_pool2d(&tensor(v, &[1, 1, 4, 4], DType::F32), 2, 2, "p").unwrap());
+    assert!(y[0].is_nan() && y[1..] == [7.0, 13.0, 15.0], "{y:?}");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ops::linear::{ReluBackward, relu_in_place};
-use crate::ops::storage::{Float, contiguous};
+use crate::ops::storage::{Float, contiguous, filled};
 
 /// Stride and zero padding of a convolution (the same along both spatial axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,9 @@ fn valid_cols(g: &Geometry, j: usize) -> (usize, usize) {
 /// outside) for one sample, into a column matrix with rows of `ld` (several samples side by
 /// side).
 fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T], ld: usize, off: usize) {
+    if let Some(same) = Same::of(g) {
+        return same.im2col(x, col, ld, off);
+    }
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -155,8 +158,116 @@ fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T], ld: 
     }
 }
 
+/// Stride 1 with "same" width (`wo = w`, a `(2·pad + 1)`-wide kernel: every 3×3 / pad 1 conv of
+/// VGG and ResNet): an output row of `col` and the input plane then have the same row stride,
+/// so the rows a kernel offset `(i, j)` reads are **one contiguous copy** of the plane shifted by
+/// `(i − pad)·w + (j − pad)`, instead of one short copy (and two tiny fills) per output row. The
+/// copy wraps around at the row ends: the `|j − pad|` columns whose input lies outside the
+/// plane are then set to zero with strided stores. (im2col's per-row copies were ~40% of a
+/// compacted VGG's inference time; perf, docs/PERFORMANCE.md.)
+struct Same<'g> {
+    g: &'g Geometry,
+}
+
+impl<'g> Same<'g> {
+    fn of(g: &'g Geometry) -> Option<Self> {
+        (g.stride == 1 && g.wo == g.w && g.w > 0).then_some(Self { g })
+    }
+
+    /// For kernel offset `(i, j)`: the shift of the source index and the range `[a, b)` of
+    /// output positions (`oy·w + ox`) whose shifted source lies inside the plane; positions
+    /// outside it, and the wrapped columns inside it, are padding.
+    fn span(&self, i: usize, j: usize) -> (isize, usize, usize) {
+        let g = self.g;
+        let (w, plane) = (g.w as isize, (g.h * g.w) as isize);
+        let (dy, dx) = (i as isize - g.pad as isize, j as isize - g.pad as isize);
+        let oy_lo = (-dy).max(0);
+        let oy_hi = (g.h as isize - dy).min(g.ho as isize).max(oy_lo);
+        let shift = dy * w + dx;
+        let a = (oy_lo * w).max(-shift).min(oy_hi * w);
+        let b = (oy_hi * w).min(plane - shift).max(a);
+        (shift, a as usize, b as usize)
+    }
+
+    /// Zeroes the columns of `row[a..b]` that the contiguous copy wrapped around a row end.
+    fn zero_wrapped<T: Copy + num_traits::Zero>(&self, row: &mut [T], j: usize, a: usize, b: usize) {
+        let (w, dx) = (self.g.w, j as isize - self.g.pad as isize);
+        let cols = if dx < 0 { 0..(-dx as usize).min(w) } else { w.saturating_sub(dx as usize)..w };
+        for ox in cols {
+            // Strided stores (one per row), not a fill: no call per row.
+            let first = a + (ox + w - a % w) % w;
+            let mut q = first;
+            while q < b {
+                row[q] = T::zero();
+                q += w;
+            }
+        }
+    }
+
+    fn im2col<T: Copy + num_traits::Zero>(&self, x: &[T], col: &mut [T], ld: usize, off: usize) {
+        let g = self.g;
+        let (p, plane) = (g.p(), g.h * g.w);
+        for c in 0..g.c {
+            let xc = &x[c * plane..(c + 1) * plane];
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = &mut col[((c * g.kh + i) * g.kw + j) * ld + off..][..p];
+                    let (shift, a, b) = self.span(i, j);
+                    row[..a].fill(T::zero());
+                    row[b..].fill(T::zero());
+                    if b > a {
+                        let src = (a as isize + shift) as usize;
+                        row[a..b].copy_from_slice(&xc[src..src + (b - a)]);
+                        self.zero_wrapped(row, j, a, b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint: the wrapped columns of `col` are zeroed first (they read padding), then each
+    /// offset's rows are added to the shifted plane in one contiguous pass.
+    fn col2im<T: Copy + num_traits::Zero + std::ops::AddAssign>(
+        &self,
+        col: &mut [T],
+        dx: &mut [T],
+        ld: usize,
+        off: usize,
+    ) {
+        let g = self.g;
+        let (p, plane) = (g.p(), g.h * g.w);
+        for c in 0..g.c {
+            let dxc = &mut dx[c * plane..(c + 1) * plane];
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let row = &mut col[((c * g.kh + i) * g.kw + j) * ld + off..][..p];
+                    let (shift, a, b) = self.span(i, j);
+                    if b == a {
+                        continue;
+                    }
+                    self.zero_wrapped(row, j, a, b);
+                    let dst = (a as isize + shift) as usize;
+                    for (d, &v) in dxc[dst..dst + (b - a)].iter_mut().zip(&row[a..b]) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: `dx[c, iy, ix] += col[...]` for every position that read it.
-fn col2im<T: Copy + std::ops::AddAssign>(col: &[T], g: &Geometry, dx: &mut [T], ld: usize, off: usize) {
+/// `col` is scratch: the "same" fast path zeroes its wrapped columns in place.
+fn col2im<T: Copy + num_traits::Zero + std::ops::AddAssign>(
+    col: &mut [T],
+    g: &Geometry,
+    dx: &mut [T],
+    ld: usize,
+    off: usize,
+) {
+    if let Some(same) = Same::of(g) {
+        return same.col2im(col, dx, ld, off);
+    }
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -256,8 +367,14 @@ fn gemm_into<T: Float>(
     }
 }
 
-/// Column-matrix elements per block of samples processed together (bounds the im2col buffer).
-const MAX_COL: usize = 1 << 22;
+/// Column-matrix elements per block of samples processed together: the im2col buffer of a
+/// block (1 MiB in f32) stays in cache between being written and being read by the gemm. With
+/// 16 MiB blocks a batch of 64 ran slower per sample than a batch of 1 (memory-bound im2col).
+const MAX_COL: usize = 1 << 18;
+
+/// Fewest gemm columns per block: small maps (7×7) take several samples per block, so that the
+/// gemm's packing of the weights is spread over enough columns.
+const MIN_COLS: usize = 512;
 
 /// Samples per parallel task and gemm's own parallelism (used when there are fewer samples
 /// than threads, e.g. batch-1 inference).
@@ -275,47 +392,57 @@ fn split(g: &Geometry) -> (usize, Parallelism) {
 
 /// Runs `f(first sample, samples, col buffer [K, n·P])` over blocks of the task's samples that
 /// fit [`MAX_COL`].
-fn blocks<T: Float>(samples: usize, g: &Geometry, mut f: impl FnMut(usize, usize, &mut Vec<T>)) {
-    let per = (MAX_COL / (g.k() * g.p()).max(1)).clamp(1, samples.max(1));
-    let mut col = vec![T::zero(); g.k() * g.p() * per];
-    let mut first = 0;
-    while first < samples {
-        let n = per.min(samples - first);
-        col.truncate(g.k() * g.p() * n);
-        f(first, n, &mut col);
-        first += n;
-    }
+/// The buffer is this thread's scratch slot 0: its contents are unspecified, `f` must write
+/// what it reads (im2col writes every element, padding zeros included).
+fn blocks<T: Float>(samples: usize, g: &Geometry, mut f: impl FnMut(usize, usize, &mut [T])) {
+    let per = (MAX_COL / (g.k() * g.p()).max(1)).max(MIN_COLS.div_ceil(g.p().max(1))).clamp(1, samples.max(1));
+    T::with_scratch(0, g.k() * g.p() * per, |col| {
+        let mut first = 0;
+        while first < samples {
+            let n = per.min(samples - first);
+            f(first, n, &mut col[..g.k() * g.p() * n]);
+            first += n;
+        }
+    });
 }
 
 fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu: bool) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
-    let mut y = vec![T::zero(); g.batch * g.out_len()];
     let (chunk, par) = split(g);
-    y.par_chunks_mut(chunk * g.out_len()).zip(x.par_chunks(chunk * g.in_len())).for_each(|(ys, xs)| {
-        let samples = xs.len() / g.in_len();
-        let mut out = Vec::new();
-        blocks::<T>(samples, g, |first, n, col| {
-            let ld = n * p;
-            for s in 0..n {
-                im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
-            }
-            out.resize(o * ld, T::zero());
-            gemm_into((o, ld, k), &mut out, Mat::n(w, k), Mat::n(col, ld), false, par);
-            for s in 0..n {
-                let yb = &mut ys[(first + s) * g.out_len()..][..g.out_len()];
-                for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
-                    let bias = b.map_or(T::zero(), |b| b[oc]);
-                    let src = &out[oc * ld + s * p..][..p];
-                    if relu {
-                        row.iter_mut().zip(src).for_each(|(v, &u)| *v = (u + bias).max(T::zero()));
-                    } else {
-                        row.iter_mut().zip(src).for_each(|(v, &u)| *v = u + bias);
-                    }
+    let body = |y: &mut [std::mem::MaybeUninit<T>]| {
+        y.par_chunks_mut(chunk * g.out_len()).zip(x.par_chunks(chunk * g.in_len())).for_each(|(ys, xs)| {
+            let samples = xs.len() / g.in_len();
+            blocks::<T>(samples, g, |first, n, col| {
+                let ld = n * p;
+                for s in 0..n {
+                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
                 }
-            }
+                // Scratch slot 1: gemm overwrites it (no accumulation).
+                T::with_scratch(1, o * ld, |out| {
+                    gemm_into((o, ld, k), out, Mat::n(w, k), Mat::n(col, ld), false, par);
+                    for s in 0..n {
+                        let yb = &mut ys[(first + s) * g.out_len()..][..g.out_len()];
+                        for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
+                            let bias = b.map_or(T::zero(), |b| b[oc]);
+                            let src = &out[oc * ld + s * p..][..p];
+                            if relu {
+                                row.iter_mut().zip(src).for_each(|(v, &u)| {
+                                    v.write((u + bias).max(T::zero()));
+                                });
+                            } else {
+                                row.iter_mut().zip(src).for_each(|(v, &u)| {
+                                    v.write(u + bias);
+                                });
+                            }
+                        }
+                    }
+                });
+            });
         });
-    });
-    y
+    };
+    // SAFETY: `body` writes every output: the chunks cover all samples, the blocks all of a
+    // chunk's samples, and each sample's `o` rows of `p` are written from the gemm result.
+    unsafe { filled(g.batch * g.out_len(), body) }
 }
 
 /// `[dW (o·k) | db (o)]` summed over the batch.
@@ -325,24 +452,25 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let partial = |(xs, dys): (&[T], &[T])| {
         let mut acc = vec![T::zero(); o * k + o];
         let samples = xs.len() / g.in_len();
-        let mut dyt = Vec::new();
         let mut started = false;
         blocks::<T>(samples, g, |first, n, col| {
             let ld = n * p;
-            dyt.resize(o * ld, T::zero());
-            for s in 0..n {
-                im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
-                let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
-                for (oc, row) in dyb.chunks_exact(p).enumerate() {
-                    dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+            // Scratch slot 1: every element is copied from dy below.
+            T::with_scratch(1, o * ld, |dyt| {
+                for s in 0..n {
+                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
+                    let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
+                    for (oc, row) in dyb.chunks_exact(p).enumerate() {
+                        dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+                    }
                 }
-            }
-            let (dw, db) = acc.split_at_mut(o * k);
-            gemm_into((o, k, ld), dw, Mat::n(&dyt, ld), Mat::t(col, ld), started, par);
-            started = true;
-            for (d, row) in db.iter_mut().zip(dyt.chunks_exact(ld)) {
-                *d += row.iter().copied().sum::<T>();
-            }
+                let (dw, db) = acc.split_at_mut(o * k);
+                gemm_into((o, k, ld), dw, Mat::n(dyt, ld), Mat::t(col, ld), started, par);
+                started = true;
+                for (d, row) in db.iter_mut().zip(dyt.chunks_exact(ld)) {
+                    *d += row.iter().copied().sum::<T>();
+                }
+            });
         });
         acc
     };
@@ -362,19 +490,20 @@ fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let (chunk, par) = split(g);
     dx.par_chunks_mut(chunk * g.in_len()).zip(dy.par_chunks(chunk * g.out_len())).for_each(|(dxs, dys)| {
         let samples = dxs.len() / g.in_len();
-        let mut dyt = Vec::new();
         blocks::<T>(samples, g, |first, n, col| {
             let ld = n * p;
-            dyt.resize(o * ld, T::zero());
-            for s in 0..n {
-                let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
-                for (oc, row) in dyb.chunks_exact(p).enumerate() {
-                    dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+            // Scratch slot 1 is copied from dy in full; `col` is overwritten by the gemm.
+            T::with_scratch(1, o * ld, |dyt| {
+                for s in 0..n {
+                    let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
+                    for (oc, row) in dyb.chunks_exact(p).enumerate() {
+                        dyt[oc * ld + s * p..][..p].copy_from_slice(row);
+                    }
                 }
-            }
-            gemm_into((k, ld, o), col, Mat::t(w, k), Mat::n(&dyt, ld), false, par);
+                gemm_into((k, ld, o), col, Mat::t(w, k), Mat::n(dyt, ld), false, par);
+            });
             for s in 0..n {
-                col2im(col, g, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
+                col2im(&mut *col, g, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
             }
         });
     });

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::ops::storage::{Float, contiguous};
+use crate::ops::storage::{Float, contiguous, filled};
 
 /// Which pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,28 +50,58 @@ fn dims(shape: &Shape, p: Pool) -> candle_core::Result<(usize, usize, Dims)> {
     Ok((b, c, Dims { planes: b * c, h, w, ho: (h - p.k) / p.s + 1, wo: (w - p.k) / p.s + 1 }))
 }
 
+/// The running maximum with NaN propagating, as in PyTorch.
+#[inline(always)]
+fn nan_max<T: Float>(acc: T, v: T) -> T {
+    if v > acc || v.is_nan() { v } else { acc }
+}
+
+/// Planes per parallel task: enough work (~16k inputs) to outweigh rayon's scheduling.
+fn planes_per_task(d: &Dims) -> usize {
+    (16_384 / (d.h * d.w).max(1)).max(1)
+}
+
 fn pool_forward<T: Float>(x: &[T], d: &Dims, p: Pool) -> Vec<T> {
-    let mut y = vec![T::zero(); d.planes * d.ho * d.wo];
     let area = T::from_usize(p.k * p.k).unwrap_or_else(T::one);
-    y.par_chunks_mut(d.ho * d.wo).zip(x.par_chunks(d.h * d.w)).for_each(|(yp, xp)| {
-        for oy in 0..d.ho {
-            for ox in 0..d.wo {
-                let mut acc = if p.kind == Kind::Max { T::neg_infinity() } else { T::zero() };
-                for i in 0..p.k {
-                    let row = &xp[(oy * p.s + i) * d.w + ox * p.s..][..p.k];
-                    for &v in row {
-                        match p.kind {
-                            // NaN propagates, as in PyTorch.
-                            Kind::Max => acc = if v > acc || v.is_nan() { v } else { acc },
-                            Kind::Avg => acc += v,
+    let (ip, op) = (d.h * d.w, d.ho * d.wo);
+    let per = planes_per_task(d);
+    let body = |y: &mut [std::mem::MaybeUninit<T>]| {
+        y.par_chunks_mut(per * op).zip(x.par_chunks(per * ip)).for_each(|(ys, xs)| {
+            for (yp, xp) in ys.chunks_exact_mut(op).zip(xs.chunks_exact(ip)) {
+                if p.kind == Kind::Max && p.k == 2 && p.s == 2 {
+                    // The 2x2 / stride-2 max pool of VGG and LeNet: two input rows per output row,
+                    // the same visiting order (and so the same NaN and tie results) as below.
+                    for (oy, out) in yp.chunks_exact_mut(d.wo).enumerate() {
+                        let r0 = &xp[2 * oy * d.w..][..2 * d.wo];
+                        let r1 = &xp[(2 * oy + 1) * d.w..][..2 * d.wo];
+                        for ((o, a), b) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                            let m = nan_max(nan_max(nan_max(nan_max(T::neg_infinity(), a[0]), a[1]), b[0]), b[1]);
+                            o.write(m);
                         }
                     }
+                    continue;
                 }
-                yp[oy * d.wo + ox] = if p.kind == Kind::Avg { acc / area } else { acc };
+                for oy in 0..d.ho {
+                    for ox in 0..d.wo {
+                        let mut acc = if p.kind == Kind::Max { T::neg_infinity() } else { T::zero() };
+                        for i in 0..p.k {
+                            let row = &xp[(oy * p.s + i) * d.w + ox * p.s..][..p.k];
+                            for &v in row {
+                                match p.kind {
+                                    Kind::Max => acc = nan_max(acc, v),
+                                    Kind::Avg => acc += v,
+                                }
+                            }
+                        }
+                        yp[oy * d.wo + ox].write(if p.kind == Kind::Avg { acc / area } else { acc });
+                    }
+                }
             }
-        }
-    });
-    y
+        });
+    };
+    // SAFETY: the chunks cover every plane, and every output element of a plane is written
+    // (the fast path writes `ho` rows of `wo`; the general path every `(oy, ox)`).
+    unsafe { filled(d.planes * op, body) }
 }
 
 fn pool_backward<T: Float>(x: Option<&[T]>, dy: &[T], d: &Dims, p: Pool) -> Vec<T> {
