@@ -117,13 +117,83 @@ fn valid_cols(g: &Geometry, j: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
+/// Output maps up to this many positions use the [`Plan::Gather`] table (4×4 and smaller: 16 was
+/// faster than 4 or 64 on a VGG-11 ×0.25 step, docs/PERFORMANCE.md).
+const GATHER_MAX_P: usize = 16;
+
+/// How [`im2col`] and [`col2im`] walk one geometry, chosen once per op call.
+///
+/// * `Gather`: small output maps (`Ho·Wo ≤ 16`: VGG's late layers). There a column
+///   row is 1 to 16 elements, and the per-row work of the other walks (bounds, fills, the
+///   wrap-around stores) cost more than the copy itself — perf put ~8% of a VGG-11 ×0.25 step in
+///   that bookkeeping. The table holds, for each element of one sample's column matrix, its
+///   index in the sample's input (or [`PAD`]), so im2col is one gather and col2im one
+///   scatter-add, with no arithmetic per row.
+/// * `Same`: stride 1 with the output as wide as the input ([`Same`]).
+/// * `Rows`: anything else, one copy per output row.
+enum Plan {
+    Gather(Vec<u32>),
+    Same,
+    Rows,
+}
+
+/// A padding element in a [`Plan::Gather`] table (`x.get(PAD)` is `None`).
+const PAD: u32 = u32::MAX;
+
+impl Plan {
+    fn new(g: &Geometry) -> Self {
+        if g.p() <= GATHER_MAX_P && g.in_len() < PAD as usize {
+            Plan::Gather(gather_table(g))
+        } else if Same::of(g).is_some() {
+            Plan::Same
+        } else {
+            Plan::Rows
+        }
+    }
+}
+
+/// `table[((c·kh + i)·kw + j)·P + oy·wo + ox]` = the index of `x[c, oy·s + i − pad, ox·s + j −
+/// pad]` in one sample, or [`PAD`] outside the input.
+fn gather_table(g: &Geometry) -> Vec<u32> {
+    let mut table = Vec::with_capacity(g.k() * g.p());
+    for c in 0..g.c {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + i).checked_sub(g.pad).filter(|&iy| iy < g.h);
+                    for ox in 0..g.wo {
+                        let ix = (ox * g.stride + j).checked_sub(g.pad).filter(|&ix| ix < g.w);
+                        table.push(match (iy, ix) {
+                            (Some(iy), Some(ix)) => ((c * g.h + iy) * g.w + ix) as u32,
+                            _ => PAD,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    table
+}
+
 /// `col[(c·kh + i)·kw + j, off + oy·wo + ox] = x[c, oy·s + i − pad, ox·s + j − pad]` (0
 /// outside) for one sample, into a column matrix with rows of `ld` (several samples side by
 /// side).
-fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T], ld: usize, off: usize) {
-    if let Some(same) = Same::of(g) {
-        return same.im2col(x, col, ld, off);
+fn im2col<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, plan: &Plan, col: &mut [T], ld: usize, off: usize) {
+    match plan {
+        Plan::Gather(table) => {
+            for (r, src) in table.chunks_exact(g.p()).enumerate() {
+                for (v, &s) in col[r * ld + off..][..g.p()].iter_mut().zip(src) {
+                    *v = x.get(s as usize).copied().unwrap_or(T::zero());
+                }
+            }
+        }
+        Plan::Same => Same { g }.im2col(x, col, ld, off),
+        Plan::Rows => im2col_rows(x, g, col, ld, off),
     }
+}
+
+/// [`im2col`] one output row at a time (any stride and padding).
+fn im2col_rows<T: Copy + num_traits::Zero>(x: &[T], g: &Geometry, col: &mut [T], ld: usize, off: usize) {
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -261,13 +331,34 @@ impl<'g> Same<'g> {
 fn col2im<T: Copy + num_traits::Zero + std::ops::AddAssign>(
     col: &mut [T],
     g: &Geometry,
+    plan: &Plan,
     dx: &mut [T],
     ld: usize,
     off: usize,
 ) {
-    if let Some(same) = Same::of(g) {
-        return same.col2im(col, dx, ld, off);
+    match plan {
+        Plan::Gather(table) => {
+            for (r, dst) in table.chunks_exact(g.p()).enumerate() {
+                for (&v, &d) in col[r * ld + off..][..g.p()].iter().zip(dst) {
+                    if let Some(t) = dx.get_mut(d as usize) {
+                        *t += v;
+                    }
+                }
+            }
+        }
+        Plan::Same => Same { g }.col2im(col, dx, ld, off),
+        Plan::Rows => col2im_rows(col, g, dx, ld, off),
     }
+}
+
+/// [`col2im`] one output row at a time.
+fn col2im_rows<T: Copy + num_traits::Zero + std::ops::AddAssign>(
+    col: &[T],
+    g: &Geometry,
+    dx: &mut [T],
+    ld: usize,
+    off: usize,
+) {
     let (p, s) = (g.p(), g.stride);
     for c in 0..g.c {
         let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -408,6 +499,7 @@ fn blocks<T: Float>(samples: usize, g: &Geometry, mut f: impl FnMut(usize, usize
 
 fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu: bool) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
+    let plan = Plan::new(g);
     let (chunk, par) = split(g);
     let body = |y: &mut [std::mem::MaybeUninit<T>]| {
         y.par_chunks_mut(chunk * g.out_len()).zip(x.par_chunks(chunk * g.in_len())).for_each(|(ys, xs)| {
@@ -415,7 +507,7 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu:
             blocks::<T>(samples, g, |first, n, col| {
                 let ld = n * p;
                 for s in 0..n {
-                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
+                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, &plan, col, ld, s * p);
                 }
                 // Scratch slot 1: gemm overwrites it (no accumulation).
                 T::with_scratch(1, o * ld, |out| {
@@ -445,9 +537,24 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu:
     unsafe { filled(g.batch * g.out_len(), body) }
 }
 
+/// `Σ v` in eight lanes: a plain `sum()` is one serial chain of adds (floating-point order), which
+/// perf showed at ~3% of a VGG step for the bias gradient alone.
+fn row_sum<T: Float>(v: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder().iter().fold(T::zero(), |a, &x| a + x);
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().fold(rest, |a, &x| a + x)
+}
+
 /// `[dW (o·k) | db (o)]` summed over the batch.
 fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
+    let plan = Plan::new(g);
     let (chunk, par) = split(g);
     let partial = |(xs, dys): (&[T], &[T])| {
         let mut acc = vec![T::zero(); o * k + o];
@@ -458,7 +565,7 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
             // Scratch slot 1: every element is copied from dy below.
             T::with_scratch(1, o * ld, |dyt| {
                 for s in 0..n {
-                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, col, ld, s * p);
+                    im2col(&xs[(first + s) * g.in_len()..][..g.in_len()], g, &plan, col, ld, s * p);
                     let dyb = &dys[(first + s) * g.out_len()..][..g.out_len()];
                     for (oc, row) in dyb.chunks_exact(p).enumerate() {
                         dyt[oc * ld + s * p..][..p].copy_from_slice(row);
@@ -468,7 +575,7 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                 gemm_into((o, k, ld), dw, Mat::n(dyt, ld), Mat::t(col, ld), started, par);
                 started = true;
                 for (d, row) in db.iter_mut().zip(dyt.chunks_exact(ld)) {
-                    *d += row.iter().copied().sum::<T>();
+                    *d += row_sum(row);
                 }
             });
         });
@@ -486,6 +593,7 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
 
 fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
     let (k, p, o) = (g.k(), g.p(), g.o);
+    let plan = Plan::new(g);
     let mut dx = vec![T::zero(); g.batch * g.in_len()];
     let (chunk, par) = split(g);
     dx.par_chunks_mut(chunk * g.in_len()).zip(dy.par_chunks(chunk * g.out_len())).for_each(|(dxs, dys)| {
@@ -503,7 +611,7 @@ fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
                 gemm_into((k, ld, o), col, Mat::t(w, k), Mat::n(dyt, ld), false, par);
             });
             for s in 0..n {
-                col2im(&mut *col, g, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
+                col2im(&mut *col, g, &plan, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
             }
         });
     });
@@ -751,4 +859,57 @@ pub fn conv2d_reference(x: &Tensor, w: &Tensor, b: Option<&Tensor>, params: Conv
         Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
         None => y,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every walk that applies to a geometry writes the same column matrix (into a block of
+    /// two samples, at the second sample's offset) and scatters the same input gradient.
+    #[test]
+    fn the_three_walks_agree() {
+        let cases = [
+            // (c, h, w, kh, kw, stride, pad)
+            (2, 32, 32, 3, 3, 1, 1),
+            (3, 9, 7, 3, 3, 1, 1),
+            (2, 4, 4, 3, 3, 1, 1),
+            (2, 2, 2, 3, 3, 1, 1),
+            (1, 1, 1, 3, 3, 1, 1),
+            (2, 6, 5, 3, 1, 1, 0),
+            (2, 5, 1, 3, 3, 1, 1),
+            (1, 4, 2, 5, 5, 1, 2),
+            (3, 11, 9, 3, 3, 2, 1),
+            (2, 7, 7, 2, 2, 3, 1),
+            (2, 8, 8, 1, 1, 2, 0),
+            (1, 12, 10, 5, 5, 1, 2),
+        ];
+        for (c, h, w, kh, kw, stride, pad) in cases {
+            let g = Geometry::new(&[2, c, h, w], &[3, c, kh, kw], Conv2dParams::new(stride, pad)).unwrap();
+            let x: Vec<f64> = (0..g.in_len()).map(|i| (0.37 * i as f64).sin() + 2.0).collect();
+            let (p, ld) = (g.p(), 2 * g.p());
+            let mut plans = vec![("gather", Plan::Gather(gather_table(&g))), ("rows", Plan::Rows)];
+            if Same::of(&g).is_some() {
+                plans.push(("same", Plan::Same));
+            }
+            let mut results = vec![];
+            for (name, plan) in &plans {
+                let mut col = vec![f64::NAN; g.k() * ld];
+                im2col(&x, &g, plan, &mut col, ld, p);
+                let written: Vec<f64> = col.chunks_exact(ld).flat_map(|r| r[p..].to_vec()).collect();
+                assert!(written.iter().all(|v| v.is_finite()), "{name}: every element written");
+                let mut dcol: Vec<f64> = (0..g.k() * ld).map(|i| (1.3 * i as f64).cos()).collect();
+                let mut dx = vec![0.5; g.in_len()];
+                col2im(&mut dcol, &g, plan, &mut dx, ld, p);
+                results.push((*name, written, dx));
+            }
+            let (_, col0, dx0) = &results[0];
+            for (name, col, dx) in &results[1..] {
+                assert_eq!(col, col0, "im2col {name} vs gather, {g:?}");
+                for (a, b) in dx.iter().zip(dx0) {
+                    assert!((a - b).abs() < 1e-12, "col2im {name} vs gather, {g:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
 }
