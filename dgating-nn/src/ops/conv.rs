@@ -413,10 +413,17 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` with `dst` row-major and contiguous.
+/// How a gemm destination `[m, n]` is laid out in its contiguous slice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dst {
+    RowMajor,
+    ColMajor,
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` with `dst` contiguous in the given layout.
 fn gemm_into<T: Float>(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
+    (dst, layout): (&mut [T], Dst),
     lhs: Mat<'_, T>,
     rhs: Mat<'_, T>,
     accumulate: bool,
@@ -431,7 +438,11 @@ fn gemm_into<T: Float>(
         return;
     }
     assert!(reach(lhs, m, k) < lhs.data.len() as isize && reach(rhs, k, n) < rhs.data.len() as isize);
-    // SAFETY: `dst` holds exactly m·n elements addressed row-major; the asserts above check that
+    let (dst_cs, dst_rs) = match layout {
+        Dst::RowMajor => (1, n as isize),
+        Dst::ColMajor => (m as isize, 1),
+    };
+    // SAFETY: `dst` holds exactly m·n elements addressed in `layout`; the asserts above check that
     // the largest offset each operand's strides reach lies inside its slice (strides are >= 1).
     unsafe {
         gemm::gemm(
@@ -439,8 +450,8 @@ fn gemm_into<T: Float>(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs,
@@ -511,7 +522,7 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Geometry, relu:
                 }
                 // Scratch slot 1: gemm overwrites it (no accumulation).
                 T::with_scratch(1, o * ld, |out| {
-                    gemm_into((o, ld, k), out, Mat::n(w, k), Mat::n(col, ld), false, par);
+                    gemm_into((o, ld, k), (out, Dst::RowMajor), Mat::n(w, k), Mat::n(col, ld), false, par);
                     for s in 0..n {
                         let yb = &mut ys[(first + s) * g.out_len()..][..g.out_len()];
                         for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
@@ -572,7 +583,10 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                     }
                 }
                 let (dw, db) = acc.split_at_mut(o * k);
-                gemm_into((o, k, ld), dw, Mat::n(dyt, ld), Mat::t(col, ld), started, par);
+                // dW is accumulated column-major (`[k, o]` in memory): gemm then reads the column
+                // matrix (`K·n·P`, the big operand) as it lies and packs `dy` (`o·n·P`) instead;
+                // row-major it packed the column matrix (13% of a VGG step in packing).
+                gemm_into((o, k, ld), (dw, Dst::ColMajor), Mat::n(dyt, ld), Mat::t(col, ld), started, par);
                 started = true;
                 for (d, row) in db.iter_mut().zip(dyt.chunks_exact(ld)) {
                     *d += row_sum(row);
@@ -588,7 +602,13 @@ fn conv_grad_weight<T: Float>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
     for part in parts {
         total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
     }
-    total
+    // Column-major `[k, o]` to the row-major `[o, k]` of the weights.
+    let mut out = Vec::with_capacity(o * k + o);
+    for oc in 0..o {
+        out.extend((0..k).map(|kk| total[kk * o + oc]));
+    }
+    out.extend_from_slice(&total[o * k..]);
+    out
 }
 
 fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
@@ -608,7 +628,7 @@ fn conv_grad_input<T: Float>(dy: &[T], w: &[T], g: &Geometry) -> Vec<T> {
                         dyt[oc * ld + s * p..][..p].copy_from_slice(row);
                     }
                 }
-                gemm_into((k, ld, o), col, Mat::t(w, k), Mat::n(dyt, ld), false, par);
+                gemm_into((k, ld, o), (col, Dst::RowMajor), Mat::t(w, k), Mat::n(dyt, ld), false, par);
             });
             for s in 0..n {
                 col2im(&mut *col, g, &plan, &mut dxs[(first + s) * g.in_len()..][..g.in_len()], ld, s * p);
