@@ -26,7 +26,7 @@
 //! --batch 16 --lr 1e-3 --warmup 50 --ft-lr 3e-4 --seed 0 --gate-optim recipe|adam --gate-mlp 1|0` (`0`: only heads
 //! are gated, the MLP is an ordinary dense layer without a penalty) `--gate-init balanced|ones`
 //! `--gate-decay-from F` (the gates' rate is constant for the share `F` of the steps, then a
-//! cosine to 0; `1`: constant throughout).
+//! cosine to 0; `1`: constant throughout) `--gate-lr R` (the gates' SGD rate, 0.1).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -64,6 +64,7 @@ struct Args {
     gate_mlp: bool,
     gate_init: GateInit,
     gate_decay_from: f64,
+    gate_lr: f64,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
@@ -101,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
         gate_mlp: true,
         gate_init: GateInit::Balanced,
         gate_decay_from: 1.0,
+        gate_lr: LmTrainConfig::default().gate_lr,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -130,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
             "--skip-dense" => a.skip_dense = n()? != 0,
             "--gate-mlp" => a.gate_mlp = n()? != 0,
             "--gate-decay-from" => a.gate_decay_from = f()?,
+            "--gate-lr" => a.gate_lr = f()?,
             "--gate-init" => {
                 a.gate_init = match v.as_str() {
                     "balanced" => GateInit::Balanced,
@@ -176,6 +179,7 @@ impl Ctx {
             gate_optim: a.gate_optim,
             gate_init: a.gate_init,
             gate_decay_from: a.gate_decay_from,
+            gate_lr: a.gate_lr,
             seed: a.seed,
             eval_every: if a.eval_every == 0 { a.steps } else { a.eval_every },
             eval_windows: a.eval_windows.min(64),
@@ -278,7 +282,7 @@ fn main() -> Res<()> {
         "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
         "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
         "vocab": ctx.config.vocab_size, "threads": threads, "gate_mlp": a.gate_mlp,
-        "gate_init": format!("{:?}", a.gate_init),
+        "gate_init": format!("{:?}", a.gate_init), "gate_lr": a.gate_lr, "gate_decay_from": a.gate_decay_from,
     }));
     let total_heads = a.n_layer * a.n_head;
 

@@ -78,25 +78,25 @@ pub struct LmTrainArgs {
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Text: `moby-dick` (built in) or a UTF-8 file.
-    #[arg(long, default_value = "moby-dick")]
+    #[arg(long, default_value = "moby-dick", conflicts_with = "resume")]
     corpus: String,
     /// `char`, `bpe` (byte-level, trained on the corpus to --vocab-size), a tokenizer.json
     /// file, or `gpt2:VOCAB.json,MERGES.txt`.
-    #[arg(long, default_value = "char")]
+    #[arg(long, default_value = "char", conflicts_with = "resume")]
     tokenizer: String,
     /// Vocabulary size of a trained BPE.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, conflicts_with = "resume")]
     vocab_size: usize,
     /// Share of the text (its end) held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, conflicts_with = "resume")]
     val_fraction: f64,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, conflicts_with = "resume")]
     n_layer: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, conflicts_with = "resume")]
     n_head: usize,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, conflicts_with = "resume")]
     n_embd: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, conflicts_with = "resume")]
     block_size: usize,
     #[arg(long, default_value_t = 0.0)]
     dropout: f64,
@@ -118,8 +118,8 @@ pub struct LmTrainArgs {
     /// Penalty strength lambda (weight decay 2*lambda/D on the gate factors).
     #[arg(long, default_value_t = 0.01)]
     lambda: f64,
-    /// Which groups of a new run are gated (and penalized).
-    #[arg(long, value_enum, default_value_t = GateGroupsArg::All)]
+    /// Which groups of a new run are gated (and penalized); a resumed run keeps its own.
+    #[arg(long, value_enum, default_value_t = GateGroupsArg::All, conflicts_with = "resume")]
     gate: GateGroupsArg,
     #[arg(long, value_enum, default_value_t = GateOptimArg::Recipe)]
     gate_optim: GateOptimArg,

@@ -93,6 +93,15 @@ fn train_prune_generate_score_on_a_tiny_gpt() {
     let (code, _, stderr) =
         dgating(&["lm", "train", "--resume", run_s, "--steps", "5", "--eval-every", "5", "--quiet"]);
     assert_eq!(code, 0, "{stderr}");
+    // What only a new run can choose (its shape, text, tokenizer, gated groups) is a usage
+    // error with --resume, not silently ignored.
+    for flag in [["--gate", "heads"], ["--n-head", "2"], ["--tokenizer", "bpe"], ["--corpus", corpus_s]] {
+        let mut args = vec!["lm", "train", "--resume", run_s, "--steps", "1", "--quiet"];
+        args.extend(flag);
+        let (code, _, stderr) = dgating(&args);
+        assert_eq!(code, 2, "{flag:?}: {stderr}");
+        assert!(stderr.contains("--resume"), "{flag:?}: {stderr}");
+    }
 
     // --device on every lm command that runs a model: `auto` falls back to the CPU and scores
     // the same; an unknown device or CUDA in a build without it is a clear error.
