@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use dgating_nn::Model;
 use dgating_nn::data::{Dataset, Standardizer, Task};
+use dgating_nn::train::EVAL_CHUNK_ROWS;
 use dgating_nn::train::engine::{TensorData, score};
 use dgating_nn::train::run::{RunConfig, load_run_model, load_run_model_on};
 
@@ -343,8 +344,8 @@ pub fn predict_dir_on(dir: &Path, data: &str, device: &Device) -> Result<Predict
     let x = Tensor::from_slice(&set.features, (set.len(), set.num_features), &model.device()?)?;
     let mut classes = Vec::with_capacity(set.len());
     let mut values = Vec::with_capacity(set.len());
-    for start in (0..set.len()).step_by(1024) {
-        let end = (start + 1024).min(set.len());
+    for start in (0..set.len()).step_by(EVAL_CHUNK_ROWS) {
+        let end = (start + EVAL_CHUNK_ROWS).min(set.len());
         let out = model.forward(&x.narrow(0, start, end - start)?)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
         for row in out {
             if inputs.task == Task::Classification {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor};
 use dgating_core::GroupMember;
 use dgating_nn::gates::scale_member;
+use dgating_nn::train::EVAL_CHUNK_ROWS;
 use dgating_nn::{Model, Network, effective_tensors};
 use serde::{Deserialize, Serialize};
 
@@ -87,21 +88,25 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
 }
 
 /// Compares `compact.forward_full(inputs)` with the masked and the unmasked gated model on
-/// the full (standardized) `inputs` `[batch, input.features]`.
+/// the full (standardized) `inputs` `[batch, input.features]`, in chunks of
+/// [`EVAL_CHUNK_ROWS`] rows (a forward through variables keeps its whole graph alive while its
+/// output lives).
 pub fn verify<M: Model + ?Sized>(gated: &M, compact: &Compacted, inputs: &Tensor) -> Result<Verification> {
     let reference = masked_reference(gated, compact)?;
     let dtype = gated.params()?.iter().next().map_or(DType::F32, |p| p.var.dtype());
     let device = dgating_nn::device_of(gated)?;
-    let x = inputs.to_dtype(dtype)?.to_device(&device)?;
-    let y_ref = reference.forward(&x)?;
-    let y_gated = gated.forward(&x)?;
-    let y = compact.forward_full(&inputs.to_device(&compact.device()?)?)?;
-    let max_abs = max_abs_diff(&y_ref, &y.to_device(&device)?)?;
-    let scale = y_ref.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?;
-    Ok(Verification {
-        samples: inputs.dims()[0],
-        max_abs,
-        max_rel: max_abs / scale.max(f64::MIN_POSITIVE),
-        unmasked_max_abs: max_abs_diff(&y_gated, &y.to_device(&device)?)?,
-    })
+    let compact_device = compact.device()?;
+    let rows = inputs.dims().first().copied().unwrap_or(0);
+    let (mut max_abs, mut unmasked_max_abs, mut scale) = (0.0f64, 0.0f64, 0.0f64);
+    for start in (0..rows).step_by(EVAL_CHUNK_ROWS) {
+        let chunk = inputs.narrow(0, start, EVAL_CHUNK_ROWS.min(rows - start))?;
+        let x = chunk.to_dtype(dtype)?.to_device(&device)?;
+        let y_ref = reference.forward(&x)?.detach();
+        let y_gated = gated.forward(&x)?.detach();
+        let y = compact.forward_full(&chunk.to_device(&compact_device)?)?.detach().to_device(&device)?;
+        max_abs = max_abs.max(max_abs_diff(&y_ref, &y)?);
+        unmasked_max_abs = unmasked_max_abs.max(max_abs_diff(&y_gated, &y)?);
+        scale = scale.max(y_ref.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?);
+    }
+    Ok(Verification { samples: rows, max_abs, max_rel: max_abs / scale.max(f64::MIN_POSITIVE), unmasked_max_abs })
 }

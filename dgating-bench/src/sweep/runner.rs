@@ -177,7 +177,6 @@ pub fn run_point(spec: &SweepSpec, task: &TaskSpec, p: &Point, dir: &Path) -> Re
             let groups: Vec<usize> = report.groups.iter().map(|g| g.groups).collect();
             let kept = report.groups.iter().map(|g| g.groups - g.removed).collect();
             let gaps = report.groups.iter().map(|g| g.decision.is_some_and(|d| d.gap.is_some())).collect();
-            let _ = groups.len();
             (compacted, groups, kept, gaps, (report.before.params, report.before.flops_per_sample))
         }
     };

@@ -10,6 +10,6 @@ pub mod metrics;
 pub mod run;
 
 pub use config::{DeviceSpec, Mode, TrainConfig};
-pub use engine::{Progress, Scores, Trainer, score};
+pub use engine::{EVAL_CHUNK_ROWS, Progress, Scores, Trainer, score};
 pub use metrics::EpochMetrics;
 pub use run::{DataSpec, PreparedData, ResumeOptions, RunConfig, RunPlan, RunSummary, plan, resume, train};
