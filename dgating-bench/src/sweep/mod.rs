@@ -21,5 +21,5 @@ pub use jobs::run_shard_processes;
 pub use point::{Point, Shard, points};
 pub use record::PointRecord;
 pub use report::{ReportFiles, Setting, Verdict, write_report};
-pub use runner::{SweepProgress, run_sweep};
+pub use runner::{AfterEpoch, FinetuneBudget, SweepProgress, finetune_compacted, run_sweep};
 pub use spec::{FinetuneSpec, Grid, LmGroups, LmTaskSpec, Method, SweepSpec, TaskSpec};

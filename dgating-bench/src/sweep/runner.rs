@@ -285,6 +285,40 @@ fn finetune(
     task: &TaskSpec,
     seed: u64,
 ) -> Result<Scores> {
+    let budget =
+        FinetuneBudget { epochs: spec.finetune.epochs, lr: spec.finetune.lr, batch_size: task.batch_size, seed };
+    finetune_compacted(cfg, compacted, train_set, test_set, budget, None)
+}
+
+/// What a compacted model is fine-tuned with: plain SGD + momentum, no penalty, cosine from
+/// `lr` to 0 over `epochs`.
+#[derive(Debug, Clone, Copy)]
+pub struct FinetuneBudget {
+    /// Epochs over the training rows.
+    pub epochs: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+/// Called with an epoch (0: before training) and the held-out scores after it.
+pub type AfterEpoch<'a> = &'a mut dyn FnMut(usize, &Scores);
+
+/// Fine-tunes a copy of `compacted` (rebuilt from its tensors, so the export is untouched) as a
+/// dense network on `train_set` — the columns of `cfg`'s features the model kept — and returns
+/// its scores on `test_set`: the fine-tune of every sweep point. `after_epoch`, if given, gets
+/// the held-out scores before training (epoch 0) and after each epoch.
+pub fn finetune_compacted(
+    cfg: &RunConfig,
+    compacted: &Compacted,
+    train_set: &Dataset,
+    test_set: &Dataset,
+    budget: FinetuneBudget,
+    mut after_epoch: Option<AfterEpoch<'_>>,
+) -> Result<Scores> {
     // The compacted architecture as a plain dense model with its own copy of the weights.
     let model = compacted.architecture().from_tensors(&compacted.tensors()?)?;
     let kept: Vec<String> =
@@ -293,14 +327,22 @@ fn finetune(
     let (train_t, test_t) =
         (tensors(&train_set.select_features(&kept)?, &device)?, tensors(&test_set.select_features(&kept)?, &device)?);
     let mut tc = TrainConfig::new(Mode::Dense, GateConfig::new(2, 0.0)?);
-    tc.epochs = spec.finetune.epochs;
-    tc.lr = spec.finetune.lr;
-    tc.batch_size = task.batch_size;
-    tc.seed = seed;
+    tc.epochs = budget.epochs;
+    tc.lr = budget.lr;
+    tc.batch_size = budget.batch_size;
+    tc.seed = budget.seed;
     tc.schedule = Schedule::Cosine { warmup: 0 };
+    if let Some(f) = after_epoch.as_mut() {
+        f(0, &score(&model, &test_t)?);
+    }
     let mut trainer = Trainer::new(&model, tc)?;
+    let mut epoch = 0;
     while !trainer.finished() {
         trainer.train_epoch(&train_t, &mut |_| {})?;
+        epoch += 1;
+        if let Some(f) = after_epoch.as_mut() {
+            f(epoch, &score(&model, &test_t)?);
+        }
     }
     Ok(score(&model, &test_t)?)
 }
