@@ -27,6 +27,16 @@
 //! are gated, the MLP is an ordinary dense layer without a penalty) `--gate-init balanced|ones`
 //! `--gate-decay-from F` (the gates' rate is constant for the share `F` of the steps, then a
 //! cosine to 0; `1`: constant throughout) `--gate-lr R` (the gates' SGD rate, 0.1).
+//!
+//! `--cut-at K` cuts early: the gated model trains only the first `K` steps of the `--steps`
+//! schedule, its heads are read out and cut there, and the smaller dense model continues the
+//! same schedule (same rates, same batch stream; Adam's fresh moments re-warmed over
+//! `--warmup` steps) to `--steps`, then the fine-tune steps. The magnitude baseline cuts the
+//! dense model's step-`K` snapshot by head norm and continues identically, and the dense
+//! reference itself is interrupted at `K` (fresh Adam moments) the same way, so all three see
+//! the same schedule, data and optimizer restart. `--scratch-heads 4,5,5,5` also trains a
+//! dense model of that many heads per block from scratch for the whole budget (the same
+//! structure without any pruning).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -56,6 +66,7 @@ struct Args {
     lambdas: Vec<f64>,
     depths: Vec<usize>,
     magnitude_k: Vec<usize>,
+    magnitude_kept: Vec<usize>,
     eval_windows: usize,
     eval_every: usize,
     seed: u64,
@@ -65,12 +76,15 @@ struct Args {
     gate_init: GateInit,
     gate_decay_from: f64,
     gate_lr: f64,
+    cut_at: usize,
+    scratch_heads: Vec<usize>,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
-                     [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0]";
+                     [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0] \
+                     [--cut-at K] [--scratch-heads 4,5,5,5] [--magnitude-kept 5,5,5,4]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -94,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         lambdas: vec![0.01],
         depths: vec![3],
         magnitude_k: vec![],
+        magnitude_kept: vec![],
         eval_windows: 200,
         eval_every: 0,
         seed: 0,
@@ -103,6 +118,8 @@ fn parse_args() -> Result<Args, String> {
         gate_init: GateInit::Balanced,
         gate_decay_from: 1.0,
         gate_lr: LmTrainConfig::default().gate_lr,
+        cut_at: 0,
+        scratch_heads: vec![],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +143,7 @@ fn parse_args() -> Result<Args, String> {
             "--lambdas" => a.lambdas = list(&v)?,
             "--depths" => a.depths = list(&v)?,
             "--magnitude-k" => a.magnitude_k = list(&v)?,
+            "--magnitude-kept" => a.magnitude_kept = list(&v)?,
             "--eval-windows" => a.eval_windows = n()?,
             "--eval-every" => a.eval_every = n()?,
             "--seed" => a.seed = n()? as u64,
@@ -133,6 +151,8 @@ fn parse_args() -> Result<Args, String> {
             "--gate-mlp" => a.gate_mlp = n()? != 0,
             "--gate-decay-from" => a.gate_decay_from = f()?,
             "--gate-lr" => a.gate_lr = f()?,
+            "--cut-at" => a.cut_at = n()?,
+            "--scratch-heads" => a.scratch_heads = list(&v)?,
             "--gate-init" => {
                 a.gate_init = match v.as_str() {
                     "balanced" => GateInit::Balanced,
@@ -152,6 +172,14 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.steps == 0 || a.batch == 0 || a.eval_windows == 0 {
         return Err("--steps, --batch and --eval-windows must be >= 1".into());
+    }
+    if a.cut_at >= a.steps {
+        return Err(format!("--cut-at {} must be below --steps {}", a.cut_at, a.steps));
+    }
+    for (flag, l) in [("--scratch-heads", &a.scratch_heads), ("--magnitude-kept", &a.magnitude_kept)] {
+        if !l.is_empty() && (l.len() != a.n_layer || l.iter().any(|&h| h > a.n_head)) {
+            return Err(format!("{flag} needs {} head counts of at most {}, one per block", a.n_layer, a.n_head));
+        }
     }
     Ok(a)
 }
@@ -187,6 +215,23 @@ impl Ctx {
         }
     }
 
+    /// The first call of a run cut at `--cut-at`: its first `K` steps of the whole schedule.
+    fn until_cut(&self, cfg: LmTrainConfig) -> LmTrainConfig {
+        let a = &self.args;
+        if a.cut_at == 0 { cfg } else { LmTrainConfig { steps: a.cut_at, schedule_steps: Some(a.steps), ..cfg } }
+    }
+
+    /// The rest of the schedule after the cut (dense: no gates, no penalty).
+    fn after_cut(&self) -> LmTrainConfig {
+        let a = &self.args;
+        LmTrainConfig {
+            steps: a.steps - a.cut_at,
+            schedule_offset: a.cut_at,
+            schedule_steps: Some(a.steps),
+            ..self.train_cfg(None, 0.0)
+        }
+    }
+
     fn val(&self, m: &Gpt) -> Res<f64> {
         Ok(val_loss(m, &self.val, self.args.block, self.args.eval_windows, &Device::Cpu)?)
     }
@@ -217,7 +262,12 @@ impl Ctx {
         let Architecture::Gpt(cfg) = c.architecture().clone() else { return Err("not a GPT".into()) };
         let small = Gpt::from_tensors(cfg.clone(), &c.tensors()?)?;
         let before = self.val(&small)?;
-        let mut after = before;
+        let mut continued = None;
+        if self.args.cut_at > 0 {
+            self.train(&small, &self.after_cut(), &format!("{what} after the cut"))?;
+            continued = Some(self.val(&small)?);
+        }
+        let mut after = continued.unwrap_or(before);
         let t = Instant::now();
         if self.args.ft_steps > 0 {
             let ft = LmTrainConfig {
@@ -231,7 +281,7 @@ impl Ctx {
         }
         Ok(json!({
             "heads": cfg.heads, "mlp": cfg.mlp, "params": c.num_params()?,
-            "val_cut": before, "val_ft": after, "ft_seconds": t.elapsed().as_secs_f64(),
+            "val_cut": before, "cut_at": self.args.cut_at, "val_continued": continued, "val_ft": after, "ft_seconds": t.elapsed().as_secs_f64(),
         }))
     }
 
@@ -252,6 +302,28 @@ impl Ctx {
         }
         Ok(masks)
     }
+}
+
+/// Keep-masks keeping, in each block, the `kept[b]` heads of largest norm (MLP neurons kept):
+/// magnitude pruning with the per-block head counts fixed in advance.
+fn per_block_masks(m: &Gpt, kept: &[usize]) -> Res<Vec<Vec<bool>>> {
+    let mut block = 0;
+    relative_norms(m)?
+        .iter()
+        .map(|(dim, n)| {
+            if !dim.ends_with(".heads") {
+                return Ok(vec![true; n.len()]);
+            }
+            let mut order: Vec<usize> = (0..n.len()).collect();
+            order.sort_by(|&a, &b| n[b].total_cmp(&n[a]));
+            let mut keep = vec![false; n.len()];
+            for &i in order.iter().take(kept[block]) {
+                keep[i] = true;
+            }
+            block += 1;
+            Ok(keep)
+        })
+        .collect()
 }
 
 fn emit(v: serde_json::Value) {
@@ -288,14 +360,22 @@ fn main() -> Res<()> {
 
     let mut ks: Vec<usize> = a.magnitude_k.clone();
     let dense = (!a.skip_dense)
-        .then(|| -> Res<Gpt> {
+        .then(|| -> Res<(Gpt, Gpt)> {
             let m = Gpt::new(ctx.config.clone(), None, GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
             let t = Instant::now();
-            ctx.train(&m, &ctx.train_cfg(None, 0.0), "dense")?;
+            ctx.train(&m, &ctx.until_cut(ctx.train_cfg(None, 0.0)), "dense")?;
+            // The model magnitude pruning cuts: the dense one where the gated ones are cut.
+            let at_cut = Gpt::from_tensors(
+                ctx.config.clone(),
+                &m.effective()?.into_iter().map(|(k, v)| Ok((k, v.copy()?))).collect::<Res<BTreeMap<_, _>>>()?,
+            )?;
+            if a.cut_at > 0 {
+                ctx.train(&m, &ctx.after_cut(), "dense after the cut step")?;
+            }
             let secs = t.elapsed().as_secs_f64();
-            emit(json!({"kind": "dense", "val": ctx.val(&m)?, "train_seconds": secs,
+            emit(json!({"kind": "dense", "val": ctx.val(&m)?, "train_seconds": secs, "cut_at": a.cut_at,
                         "head_norms": relative_norms(&m)?.into_iter().filter(|(d, _)| d.ends_with(".heads")).collect::<BTreeMap<_, _>>()}));
-            Ok(m)
+            Ok((m, at_cut))
         })
         .transpose()?;
 
@@ -304,7 +384,7 @@ fn main() -> Res<()> {
             let what = format!("D={depth} lambda={lambda}");
             let m = Gpt::new(ctx.config.clone(), Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
             let t = Instant::now();
-            let history = ctx.train(&m, &ctx.train_cfg(Some(depth), lambda), &what)?;
+            let history = ctx.train(&m, &ctx.until_cut(ctx.train_cfg(Some(depth), lambda)), &what)?;
             let secs = t.elapsed().as_secs_f64();
             let val_gated = ctx.val(&m)?;
             let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
@@ -320,7 +400,7 @@ fn main() -> Res<()> {
             let rel = relative_norms(&m)?;
             let cut = ctx.cut_and_tune(&m, masks, &what)?;
             emit(json!({
-                "kind": "dgating", "depth": depth, "lambda": lambda, "gate_optim": a.gate_optim,
+                "kind": "dgating", "cut_at": a.cut_at, "depth": depth, "lambda": lambda, "gate_optim": a.gate_optim,
                 "val_gated": val_gated, "train_seconds": secs, "heads_removed": removed,
                 "heads_removed_pct": 100.0 * removed as f64 / total_heads as f64,
                 "cut": cut,
@@ -334,11 +414,34 @@ fn main() -> Res<()> {
         }
     }
 
-    if let Some(m) = &dense {
+    if !a.scratch_heads.is_empty() {
+        let config = GptConfig { heads: a.scratch_heads.clone(), ..ctx.config.clone() };
+        let m = Gpt::new(config, None, GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
+        let what = format!("scratch {:?}", a.scratch_heads);
+        ctx.train(&m, &ctx.train_cfg(None, 0.0), &what)?;
+        let val = ctx.val(&m)?;
+        let ft = LmTrainConfig { steps: a.ft_steps, lr: a.ft_lr, warmup: 0, ..ctx.train_cfg(None, 0.0) };
+        if a.ft_steps > 0 {
+            ctx.train(&m, &ft, &format!("{what} + fine-tune steps"))?;
+        }
+        let removed = total_heads - a.scratch_heads.iter().sum::<usize>();
+        emit(json!({"kind": "scratch", "heads": a.scratch_heads, "heads_removed": removed,
+                    "heads_removed_pct": 100.0 * removed as f64 / total_heads as f64,
+                    "params": m.effective()?.values().map(|t| t.elem_count()).sum::<usize>(), "val": val, "val_ft": ctx.val(&m)?}));
+    }
+
+    if let Some((m, at_cut)) = &dense {
         ks.sort_unstable();
         for k in ks.into_iter().filter(|&k| k > 0 && k <= total_heads) {
-            let cut = ctx.cut_and_tune(m, ctx.magnitude_masks(m, k)?, &format!("magnitude k={k}"))?;
-            emit(json!({"kind": "magnitude", "heads_removed": k,
+            let cut = ctx.cut_and_tune(at_cut, ctx.magnitude_masks(at_cut, k)?, &format!("magnitude k={k}"))?;
+            emit(json!({"kind": "magnitude", "cut_at": a.cut_at, "heads_removed": k,
+                        "heads_removed_pct": 100.0 * k as f64 / total_heads as f64, "cut": cut}));
+        }
+        if !a.magnitude_kept.is_empty() {
+            let masks = per_block_masks(at_cut, &a.magnitude_kept)?;
+            let cut = ctx.cut_and_tune(at_cut, masks, &format!("magnitude kept {:?}", a.magnitude_kept))?;
+            let k = total_heads - a.magnitude_kept.iter().sum::<usize>();
+            emit(json!({"kind": "magnitude_per_block", "cut_at": a.cut_at, "heads_removed": k,
                         "heads_removed_pct": 100.0 * k as f64 / total_heads as f64, "cut": cut}));
         }
         // The reference at the pruned models' total budget: the dense model trained for the

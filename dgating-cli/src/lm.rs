@@ -302,6 +302,8 @@ fn train(a: &LmTrainArgs) -> Res {
         seed: a.seed,
         eval_every: a.eval_every,
         eval_windows: a.eval_windows,
+        schedule_offset: 0,
+        schedule_steps: None,
     };
     let (dir, new) = match (&a.out, &a.resume) {
         (_, Some(dir)) => (dir.clone(), None),

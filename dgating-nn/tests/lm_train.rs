@@ -160,3 +160,61 @@ fn train_lm_steps_the_gates_at_the_scheduled_rate() {
     let (gates_const, _) = run(2, 1.0);
     assert_ne!(gates_const, gates_one, "at a constant rate the second step moves the gates");
 }
+
+/// A call that continues a schedule (`schedule_offset`, `schedule_steps`: a model cut out of
+/// a gated one at step K of N) takes the rates the uninterrupted run takes at the same steps,
+/// after re-warming Adam's fresh moments, draws the batches the uninterrupted run draws
+/// there, and reports global step numbers; a continuation past the schedule's end is refused.
+#[test]
+fn a_continued_schedule_picks_up_rates_batches_and_step_numbers() {
+    use dgating_nn::GateInit;
+    use dgating_nn::lm::train::{batch_rng, sample_batch};
+    use dgating_nn::lm::train_lm;
+    use dgating_nn::model::{Gpt, GptConfig};
+    let whole = LmTrainConfig { steps: 100, warmup: 10, gate_decay_from: 0.5, ..LmTrainConfig::default() };
+    let rest = LmTrainConfig { steps: 60, schedule_offset: 40, schedule_steps: Some(100), ..whole.clone() };
+    rest.check().unwrap();
+    assert_eq!(rest.schedule_len(), 100);
+    // Re-warm-up over `warmup` steps towards the schedule's rate, then the schedule itself.
+    assert!((rest.lr_at_call_step(0) - whole.lr_at(40, 100) / 10.0).abs() < 1e-15);
+    assert!((rest.lr_at_call_step(4) - whole.lr_at(44, 100) * 0.5).abs() < 1e-15);
+    for s in 10..60 {
+        assert_eq!(rest.lr_at_call_step(s), whole.lr_at(40 + s, 100), "step {s}");
+    }
+    // The first call of a cut run follows the long schedule, not one of its own length.
+    let head = LmTrainConfig { steps: 40, schedule_steps: Some(100), ..whole.clone() };
+    assert_eq!(head.lr_at_call_step(39), whole.lr_at(39, 100));
+    assert!(head.lr_at_call_step(39) > LmTrainConfig { steps: 40, ..whole.clone() }.lr_at_call_step(39));
+
+    let tokens: Vec<u32> = (0..5000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    let mut a = batch_rng(&whole, &tokens, 16);
+    let mut b = batch_rng(&rest, &tokens, 16);
+    for _ in 0..40 {
+        sample_batch(&tokens, whole.batch_size, 16, &mut a, &Device::Cpu).unwrap();
+    }
+    for _ in 0..3 {
+        let (xa, _) = sample_batch(&tokens, whole.batch_size, 16, &mut a, &Device::Cpu).unwrap();
+        let (xb, _) = sample_batch(&tokens, whole.batch_size, 16, &mut b, &Device::Cpu).unwrap();
+        assert_eq!(xa.to_vec2::<u32>().unwrap(), xb.to_vec2::<u32>().unwrap());
+    }
+
+    let over = LmTrainConfig { steps: 61, ..rest.clone() };
+    let err = over.check().unwrap_err().to_string();
+    assert!(err.contains("ends before step 101"), "{err}");
+
+    let m = Gpt::new(GptConfig::nano(11, 16, 1, 2, 16).unwrap(), None, GateInit::Balanced, 0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let cont = LmTrainConfig {
+        steps: 4,
+        batch_size: 2,
+        depth: None,
+        eval_every: 2,
+        eval_windows: 2,
+        schedule_offset: 6,
+        schedule_steps: Some(10),
+        ..LmTrainConfig::default()
+    };
+    let h = train_lm(&m, &cont, &tokens[..4000], &tokens[4000..], |_| Ok(true)).unwrap();
+    assert_eq!(h.iter().map(|e| e.step).collect::<Vec<_>>(), vec![8, 10]);
+    assert_eq!(h[1].tokens_seen, 10 * 2 * 16);
+}

@@ -81,6 +81,16 @@ pub struct LmTrainConfig {
     /// Validation windows per evaluation (`block_size` tokens each, the first ones of the
     /// validation text).
     pub eval_windows: usize,
+    /// Steps of the schedule already done before this call: a model cut out of a gated one
+    /// mid-training continues the schedule where the gated run left it. The rates continue from
+    /// there, Adam's fresh moments warm up again over `warmup` steps, and the batches continue
+    /// the same stream (the first `schedule_offset` steps' windows are drawn and skipped).
+    #[serde(default)]
+    pub schedule_offset: usize,
+    /// Length of the rate schedules (`None`: `schedule_offset + steps`). A gated run that is
+    /// cut at step K of N runs `steps = K` with `schedule_steps = Some(N)`.
+    #[serde(default)]
+    pub schedule_steps: Option<usize>,
 }
 
 impl Default for LmTrainConfig {
@@ -101,6 +111,8 @@ impl Default for LmTrainConfig {
             seed: 0,
             eval_every: 100,
             eval_windows: 64,
+            schedule_offset: 0,
+            schedule_steps: None,
         }
     }
 }
@@ -134,7 +146,31 @@ impl LmTrainConfig {
         if let Some(d) = self.depth {
             dgating_core::config::check_depth(d)?;
         }
+        if self.schedule_offset + self.steps > self.schedule_len() {
+            return bad(format!(
+                "the schedule of {} steps ends before step {} ({} done + {} more)",
+                self.schedule_len(),
+                self.schedule_offset + self.steps,
+                self.schedule_offset,
+                self.steps
+            ));
+        }
         Ok(())
+    }
+
+    /// Length of the rate schedules.
+    pub fn schedule_len(&self) -> usize {
+        self.schedule_steps.unwrap_or(self.schedule_offset + self.steps)
+    }
+
+    /// The Adam rate at this call's 0-based `step`: the schedule's rate at
+    /// `schedule_offset + step`, warmed up again over `warmup` steps when continuing.
+    pub fn lr_at_call_step(&self, step: usize) -> f64 {
+        let lr = self.lr_at(self.schedule_offset + step, self.schedule_len());
+        if self.schedule_offset > 0 && step < self.warmup {
+            return lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        lr
     }
 
     /// Weight decay of the gate factors, `2λ/D` (0 without gates).
@@ -224,6 +260,18 @@ pub fn sample_batch(
     Ok((Tensor::from_vec(x, (batch, block), device)?, Tensor::from_vec(y, (batch, block), device)?))
 }
 
+/// The random stream [`train_lm`] draws its batches from: seeded by `cfg.seed`, past the
+/// `cfg.schedule_offset` steps' windows a continued run has already seen.
+pub fn batch_rng(cfg: &LmTrainConfig, train: &[u32], block: usize) -> StdRng {
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_ba7c);
+    if train.len() > block + 1 {
+        for _ in 0..cfg.schedule_offset * cfg.batch_size {
+            rng.random_range(0..train.len() - block - 1);
+        }
+    }
+    rng
+}
+
 /// Mean validation NLL of `model` on the first `windows` consecutive windows of `tokens`.
 pub fn val_loss<M: Model + ?Sized>(
     model: &M,
@@ -301,7 +349,7 @@ pub fn train_lm(
         ),
         GateOptim::Adam => (Optimizer::new(adam, &store, wd, 0.0)?, None),
     };
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_ba7c);
+    let mut rng = batch_rng(cfg, train, block);
     let start = Instant::now();
     let mut history = vec![];
     let (mut loss_sum, mut loss_n) = (0.0, 0usize);
@@ -313,18 +361,18 @@ pub fn train_lm(
             return Err(Error::NonFinite { what: "training loss".into(), epoch: 1, step: step + 1 });
         }
         let grads = loss.backward()?;
-        let lr = cfg.lr_at(step, cfg.steps);
+        let lr = cfg.lr_at_call_step(step);
         main.step(&grads, lr)?;
         if let Some(g) = &mut gates {
-            g.step(&grads, cfg.gate_lr_at(step, cfg.steps))?;
+            g.step(&grads, cfg.gate_lr_at(cfg.schedule_offset + step, cfg.schedule_len()))?;
         }
         loss_sum += value;
         loss_n += 1;
         let done = step + 1;
-        if done % cfg.eval_every == 0 || done == cfg.steps {
+        if (cfg.schedule_offset + done).is_multiple_of(cfg.eval_every) || done == cfg.steps {
             let m = LmMetrics {
-                step: done,
-                tokens_seen: done * cfg.batch_size * block,
+                step: cfg.schedule_offset + done,
+                tokens_seen: (cfg.schedule_offset + done) * cfg.batch_size * block,
                 train_loss: loss_sum / loss_n as f64,
                 val_loss: val_loss(model, val, block, cfg.eval_windows, &device)?,
                 lr,
