@@ -36,7 +36,9 @@
 //! reference itself is interrupted at `K` (fresh Adam moments) the same way, so all three see
 //! the same schedule, data and optimizer restart. `--scratch-heads 4,5,5,5` also trains a
 //! dense model of that many heads per block from scratch for the whole budget (the same
-//! structure without any pruning).
+//! structure without any pruning). `--magnitude-kept 5,5,5,4` also cuts the dense model (at
+//! `--cut-at`) to that many heads per block, its largest; `--dgating-kept 5,5,5,4` cuts the
+//! gated models the same way by their gated head norms instead of the read-out.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -67,6 +69,7 @@ struct Args {
     depths: Vec<usize>,
     magnitude_k: Vec<usize>,
     magnitude_kept: Vec<usize>,
+    dgating_kept: Vec<usize>,
     eval_windows: usize,
     eval_every: usize,
     seed: u64,
@@ -84,7 +87,7 @@ const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] 
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
                      [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0] \
-                     [--cut-at K] [--scratch-heads 4,5,5,5] [--magnitude-kept 5,5,5,4]";
+                     [--cut-at K] [--scratch-heads 4,5,5,5] [--magnitude-kept 5,5,5,4] [--dgating-kept 5,5,5,4]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -109,6 +112,7 @@ fn parse_args() -> Result<Args, String> {
         depths: vec![3],
         magnitude_k: vec![],
         magnitude_kept: vec![],
+        dgating_kept: vec![],
         eval_windows: 200,
         eval_every: 0,
         seed: 0,
@@ -144,6 +148,7 @@ fn parse_args() -> Result<Args, String> {
             "--depths" => a.depths = list(&v)?,
             "--magnitude-k" => a.magnitude_k = list(&v)?,
             "--magnitude-kept" => a.magnitude_kept = list(&v)?,
+            "--dgating-kept" => a.dgating_kept = list(&v)?,
             "--eval-windows" => a.eval_windows = n()?,
             "--eval-every" => a.eval_every = n()?,
             "--seed" => a.seed = n()? as u64,
@@ -176,7 +181,12 @@ fn parse_args() -> Result<Args, String> {
     if a.cut_at >= a.steps {
         return Err(format!("--cut-at {} must be below --steps {}", a.cut_at, a.steps));
     }
-    for (flag, l) in [("--scratch-heads", &a.scratch_heads), ("--magnitude-kept", &a.magnitude_kept)] {
+    let counts = [
+        ("--scratch-heads", &a.scratch_heads),
+        ("--magnitude-kept", &a.magnitude_kept),
+        ("--dgating-kept", &a.dgating_kept),
+    ];
+    for (flag, l) in counts {
         if !l.is_empty() && (l.len() != a.n_layer || l.iter().any(|&h| h > a.n_head)) {
             return Err(format!("{flag} needs {} head counts of at most {}, one per block", a.n_layer, a.n_head));
         }
@@ -387,20 +397,24 @@ fn main() -> Res<()> {
             let history = ctx.train(&m, &ctx.until_cut(ctx.train_cfg(Some(depth), lambda)), &what)?;
             let secs = t.elapsed().as_secs_f64();
             let val_gated = ctx.val(&m)?;
-            let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
-            let masks: Vec<Vec<bool>> = m
-                .gate_sets()
-                .iter()
-                .map(|s| {
-                    let keep = read.dim(s.dim()).map(|d| d.keep.clone()).unwrap_or_default();
-                    if s.dim().ends_with(".heads") { keep } else { vec![true; keep.len()] }
-                })
-                .collect();
+            let masks: Vec<Vec<bool>> = if a.dgating_kept.is_empty() {
+                let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
+                m.gate_sets()
+                    .iter()
+                    .map(|s| {
+                        let keep = read.dim(s.dim()).map(|d| d.keep.clone()).unwrap_or_default();
+                        if s.dim().ends_with(".heads") { keep } else { vec![true; keep.len()] }
+                    })
+                    .collect()
+            } else {
+                // The gated norms as the ranking, under a per-block budget instead of the read-out.
+                per_block_masks(&m, &a.dgating_kept)?
+            };
             let removed: usize = masks.iter().map(|k| k.iter().filter(|&&b| !b).count()).sum();
             let rel = relative_norms(&m)?;
             let cut = ctx.cut_and_tune(&m, masks, &what)?;
             emit(json!({
-                "kind": "dgating", "cut_at": a.cut_at, "depth": depth, "lambda": lambda, "gate_optim": a.gate_optim,
+                "kind": "dgating", "cut_at": a.cut_at, "kept_per_block": a.dgating_kept, "depth": depth, "lambda": lambda, "gate_optim": a.gate_optim,
                 "val_gated": val_gated, "train_seconds": secs, "heads_removed": removed,
                 "heads_removed_pct": 100.0 * removed as f64 / total_heads as f64,
                 "cut": cut,
