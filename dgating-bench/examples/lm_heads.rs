@@ -267,6 +267,16 @@ impl Ctx {
     /// Cuts `masks` (one keep-mask per gate set) out of `m`, fine-tunes the smaller dense
     /// model, and returns (heads per block, val before, val after, seconds).
     fn cut_and_tune(&self, m: &Gpt, masks: Vec<Vec<bool>>, what: &str) -> Res<serde_json::Value> {
+        // Absolute head norms (effective weights) of the model being cut: the scale the
+        // continued training starts from.
+        let store = m.params()?;
+        let abs = m
+            .gate_sets()
+            .iter()
+            .filter(|s| s.dim().ends_with(".heads"))
+            .map(|s| Ok((s.dim().to_string(), s.group_norms(&store)?)))
+            .collect::<Res<BTreeMap<_, _>>>()?;
+        eprintln!("{what}: absolute head norms at the cut {abs:?}");
         let plan = PrunePlan::from_set_masks(m, masks)?;
         let c = compact(m, &plan)?;
         let Architecture::Gpt(cfg) = c.architecture().clone() else { return Err("not a GPT".into()) };
@@ -291,7 +301,7 @@ impl Ctx {
         }
         Ok(json!({
             "heads": cfg.heads, "mlp": cfg.mlp, "params": c.num_params()?,
-            "val_cut": before, "cut_at": self.args.cut_at, "val_continued": continued, "val_ft": after, "ft_seconds": t.elapsed().as_secs_f64(),
+            "val_cut": before, "head_norms_abs_at_cut": abs, "cut_at": self.args.cut_at, "val_continued": continued, "val_ft": after, "ft_seconds": t.elapsed().as_secs_f64(),
         }))
     }
 
