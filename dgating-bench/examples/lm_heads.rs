@@ -47,7 +47,7 @@ use candle_core::{DType, Device};
 use dgating_core::ReadOut;
 use dgating_nn::layers::GateInit;
 use dgating_nn::lm::run::tokenize;
-use dgating_nn::lm::train::{relative_norms, val_loss};
+use dgating_nn::lm::train::{group_norms, relative_norms, val_loss};
 use dgating_nn::lm::{Corpus, GateOptim, LmMetrics, LmTokenizer, LmTrainConfig, MOBY_DICK, TokenizerSpec, train_lm};
 use dgating_nn::model::{Gpt, GptConfig};
 use dgating_nn::{Architecture, Model};
@@ -242,6 +242,12 @@ impl Ctx {
         }
     }
 
+    /// The fine-tune steps every cut model (and the dense reference) gets: dense, no penalty,
+    /// `--ft-lr` without warm-up.
+    fn finetune_cfg(&self) -> LmTrainConfig {
+        LmTrainConfig { steps: self.args.ft_steps, lr: self.args.ft_lr, warmup: 0, ..self.train_cfg(None, 0.0) }
+    }
+
     fn val(&self, m: &Gpt) -> Res<f64> {
         Ok(val_loss(m, &self.val, self.args.block, self.args.eval_windows, &Device::Cpu)?)
     }
@@ -269,13 +275,7 @@ impl Ctx {
     fn cut_and_tune(&self, m: &Gpt, masks: Vec<Vec<bool>>, what: &str) -> Res<serde_json::Value> {
         // Absolute head norms (effective weights) of the model being cut: the scale the
         // continued training starts from.
-        let store = m.params()?;
-        let abs = m
-            .gate_sets()
-            .iter()
-            .filter(|s| s.dim().ends_with(".heads"))
-            .map(|s| Ok((s.dim().to_string(), s.group_norms(&store)?)))
-            .collect::<Res<BTreeMap<_, _>>>()?;
+        let abs: BTreeMap<_, _> = group_norms(m)?.into_iter().filter(|(d, _)| d.ends_with(".heads")).collect();
         eprintln!("{what}: absolute head norms at the cut {abs:?}");
         let plan = PrunePlan::from_set_masks(m, masks)?;
         let c = compact(m, &plan)?;
@@ -290,12 +290,7 @@ impl Ctx {
         let mut after = continued.unwrap_or(before);
         let t = Instant::now();
         if self.args.ft_steps > 0 {
-            let ft = LmTrainConfig {
-                steps: self.args.ft_steps,
-                lr: self.args.ft_lr,
-                warmup: 0,
-                ..self.train_cfg(None, 0.0)
-            };
+            let ft = self.finetune_cfg();
             self.train(&small, &ft, &format!("{what} fine-tune"))?;
             after = self.val(&small)?;
         }
@@ -444,9 +439,8 @@ fn main() -> Res<()> {
         let what = format!("scratch {:?}", a.scratch_heads);
         ctx.train(&m, &ctx.train_cfg(None, 0.0), &what)?;
         let val = ctx.val(&m)?;
-        let ft = LmTrainConfig { steps: a.ft_steps, lr: a.ft_lr, warmup: 0, ..ctx.train_cfg(None, 0.0) };
         if a.ft_steps > 0 {
-            ctx.train(&m, &ft, &format!("{what} + fine-tune steps"))?;
+            ctx.train(&m, &ctx.finetune_cfg(), &format!("{what} + fine-tune steps"))?;
         }
         let removed = total_heads - a.scratch_heads.iter().sum::<usize>();
         emit(json!({"kind": "scratch", "heads": a.scratch_heads, "heads_removed": removed,
@@ -471,8 +465,7 @@ fn main() -> Res<()> {
         // The reference at the pruned models' total budget: the dense model trained for the
         // same fine-tune steps at the fine-tune rate.
         if a.ft_steps > 0 {
-            let ft = LmTrainConfig { steps: a.ft_steps, lr: a.ft_lr, warmup: 0, ..ctx.train_cfg(None, 0.0) };
-            ctx.train(m, &ft, "dense + fine-tune steps")?;
+            ctx.train(m, &ctx.finetune_cfg(), "dense + fine-tune steps")?;
             emit(json!({"kind": "dense_ft", "val": ctx.val(m)?, "steps": a.steps + a.ft_steps}));
         }
     }

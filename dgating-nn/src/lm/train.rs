@@ -253,7 +253,7 @@ pub fn sample_batch(
     let mut x = Vec::with_capacity(batch * block);
     let mut y = Vec::with_capacity(batch * block);
     for _ in 0..batch {
-        let s = rng.random_range(0..tokens.len() - block - 1);
+        let s = window_start(tokens.len(), block, rng);
         x.extend_from_slice(&tokens[s..s + block]);
         y.extend_from_slice(&tokens[s + 1..s + block + 1]);
     }
@@ -266,10 +266,16 @@ pub fn batch_rng(cfg: &LmTrainConfig, train: &[u32], block: usize) -> StdRng {
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_ba7c);
     if train.len() > block + 1 {
         for _ in 0..cfg.schedule_offset * cfg.batch_size {
-            rng.random_range(0..train.len() - block - 1);
+            window_start(train.len(), block, &mut rng);
         }
     }
     rng
+}
+
+/// One training window's first token, the one draw [`sample_batch`] makes per sequence (and
+/// [`batch_rng`] skips); `n_tokens > block + 1`.
+fn window_start(n_tokens: usize, block: usize, rng: &mut StdRng) -> usize {
+    rng.random_range(0..n_tokens - block - 1)
 }
 
 /// Mean validation NLL of `model` on the first `windows` consecutive windows of `tokens`.
@@ -299,18 +305,21 @@ pub fn val_loss<M: Model + ?Sized>(
     Ok(total / (n * block) as f64)
 }
 
-/// Relative group norms of every gate set.
-pub fn relative_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f64>)>> {
+/// Group norms (of the effective weights) of every gate set.
+pub fn group_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f64>)>> {
     let store = model.params()?;
-    model
-        .gate_sets()
-        .iter()
-        .map(|s| {
-            let n = s.group_norms(&store)?;
+    model.gate_sets().iter().map(|s| Ok((s.dim().to_string(), s.group_norms(&store)?))).collect()
+}
+
+/// Relative group norms of every gate set: each group's norm over its set's largest.
+pub fn relative_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f64>)>> {
+    Ok(group_norms(model)?
+        .into_iter()
+        .map(|(dim, n)| {
             let max = n.iter().copied().fold(0.0, f64::max).max(f64::MIN_POSITIVE);
-            Ok((s.dim().to_string(), n.iter().map(|v| v / max).collect()))
+            (dim, n.iter().map(|v| v / max).collect())
         })
-        .collect()
+        .collect())
 }
 
 fn sub_store(store: &ParamStore, keep: impl Fn(ParamRole) -> bool) -> Result<ParamStore> {
