@@ -44,12 +44,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use dgating_core::ReadOut;
+use dgating_core::{ReadOut, Threshold};
 use dgating_nn::layers::GateInit;
 use dgating_nn::lm::run::tokenize;
 use dgating_nn::lm::train::{group_norms, relative_norms, val_loss};
 use dgating_nn::lm::{Corpus, GateOptim, LmMetrics, LmTokenizer, LmTrainConfig, MOBY_DICK, TokenizerSpec, train_lm};
-use dgating_nn::model::{Gpt, GptConfig};
+use dgating_nn::model::{Gpt, GptConfig, HeadGroup};
 use dgating_nn::{Architecture, Model};
 use dgating_prune::{PrunePlan, compact};
 use serde_json::json;
@@ -81,13 +81,15 @@ struct Args {
     gate_lr: f64,
     cut_at: usize,
     scratch_heads: Vec<usize>,
+    head_group: HeadGroup,
+    global_rel: Option<f64>,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
                      [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0] \
-                     [--cut-at K] [--scratch-heads 4,5,5,5] [--magnitude-kept 5,5,5,4] [--dgating-kept 5,5,5,4]";
+                     [--cut-at K] [--scratch-heads 4,5,5,5] [--head-group whole|output] [--read-out-global R] [--magnitude-kept 5,5,5,4] [--dgating-kept 5,5,5,4]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -124,6 +126,8 @@ fn parse_args() -> Result<Args, String> {
         gate_lr: LmTrainConfig::default().gate_lr,
         cut_at: 0,
         scratch_heads: vec![],
+        head_group: HeadGroup::Whole,
+        global_rel: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -158,6 +162,14 @@ fn parse_args() -> Result<Args, String> {
             "--gate-lr" => a.gate_lr = f()?,
             "--cut-at" => a.cut_at = n()?,
             "--scratch-heads" => a.scratch_heads = list(&v)?,
+            "--read-out-global" => a.global_rel = Some(f()?),
+            "--head-group" => {
+                a.head_group = match v.as_str() {
+                    "whole" => HeadGroup::Whole,
+                    "output" => HeadGroup::Output,
+                    o => return Err(format!("--head-group {o}: whole or output")),
+                }
+            }
             "--gate-init" => {
                 a.gate_init = match v.as_str() {
                     "balanced" => GateInit::Balanced,
@@ -369,7 +381,7 @@ fn main() -> Res<()> {
         "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
         "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
         "vocab": ctx.config.vocab_size, "threads": threads, "gate_mlp": a.gate_mlp,
-        "gate_init": format!("{:?}", a.gate_init), "gate_lr": a.gate_lr, "gate_decay_from": a.gate_decay_from,
+        "gate_init": format!("{:?}", a.gate_init), "head_group": a.head_group, "read_out_global": a.global_rel, "gate_lr": a.gate_lr, "gate_decay_from": a.gate_decay_from,
     }));
     let total_heads = a.n_layer * a.n_head;
 
@@ -397,13 +409,28 @@ fn main() -> Res<()> {
     for &depth in &a.depths {
         for &lambda in &a.lambdas {
             let what = format!("D={depth} lambda={lambda}");
-            let m = Gpt::new(ctx.config.clone(), Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
+            let config = GptConfig { head_group: a.head_group, ..ctx.config.clone() };
+            let m = Gpt::new(config, Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
             let t = Instant::now();
             let history = ctx.train(&m, &ctx.until_cut(ctx.train_cfg(Some(depth), lambda)), &what)?;
             let secs = t.elapsed().as_secs_f64();
             let val_gated = ctx.val(&m)?;
             let masks: Vec<Vec<bool>> = if a.dgating_kept.is_empty() {
-                let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
+                // The default read-out is relative to each block's largest head and so cannot
+                // see a block whose heads all shrank together; --read-out-global R cuts every
+                // head below R times the largest head of the whole model instead.
+                let read_out = match a.global_rel {
+                    None => ReadOut::default(),
+                    Some(r) => {
+                        let max = group_norms(&m)?
+                            .iter()
+                            .filter(|(d, _)| d.ends_with(".heads"))
+                            .flat_map(|(_, n)| n.iter().copied())
+                            .fold(0.0, f64::max);
+                        ReadOut::new(Threshold::absolute(r * max)?, None)
+                    }
+                };
+                let read = PrunePlan::with_read_out(&m, &read_out)?;
                 m.gate_sets()
                     .iter()
                     .map(|s| {

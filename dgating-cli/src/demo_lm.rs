@@ -9,6 +9,7 @@ use candle_core::Device;
 use dgating_core::ReadOut;
 use dgating_nn::lm::run::{NewRun, TextSpec, language_model, train_run};
 use dgating_nn::lm::{LmTrainConfig, MOBY_DICK, Sampling, TokenizerSpec, generate};
+use dgating_nn::model::HeadGroup;
 use dgating_prune::{LmPruneReport, load_lm, prune_lm_run};
 
 /// The subdirectories this part writes under the demo's `--out`.
@@ -35,6 +36,7 @@ pub fn run(out: &Path, steps: usize, json: bool) -> Result<serde_json::Value, Bo
         block_size: BLOCK,
         gate_heads: true,
         gate_mlp: true,
+        head_group: HeadGroup::Whole,
         text: TextSpec { corpus: Some(MOBY_DICK.into()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let cfg = LmTrainConfig {

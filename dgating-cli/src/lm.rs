@@ -10,6 +10,7 @@ use dgating_nn::lm::gpt2::import_gpt2;
 use dgating_nn::lm::gpt2_export::write_gpt2_dir;
 use dgating_nn::lm::run::{NewRun, TextSpec, language_model, train_run};
 use dgating_nn::lm::{GateOptim, LmMetrics, LmTrainConfig, Sampling, TokenizerSpec, generate, score_tokens};
+use dgating_nn::model::HeadGroup;
 use dgating_prune::{LmPruneReport, load_lm_on, prune_lm_run_on};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -51,6 +52,15 @@ enum GateGroupsArg {
     Heads,
     /// Only the MLP neurons.
     Mlp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HeadGroupArg {
+    /// q, k, v and the output projection: the gates also scale the head's attention logits.
+    Whole,
+    /// v and the output projection: the gates scale what the head writes, not how it attends
+    /// (q and k leave with the head).
+    Output,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +131,9 @@ pub struct LmTrainArgs {
     /// Which groups of a new run are gated (and penalized); a resumed run keeps its own.
     #[arg(long, value_enum, default_value_t = GateGroupsArg::All, conflicts_with = "resume")]
     gate: GateGroupsArg,
+    /// Which of a head's weights its gates cover in a new run.
+    #[arg(long, value_enum, default_value_t = HeadGroupArg::Whole, conflicts_with = "resume")]
+    head_group: HeadGroupArg,
     #[arg(long, value_enum, default_value_t = GateOptimArg::Recipe)]
     gate_optim: GateOptimArg,
     /// SGD rate of the gates (constant, see --gate-decay-from).
@@ -320,6 +333,10 @@ fn train(a: &LmTrainArgs) -> Res {
                 block_size: a.block_size,
                 gate_heads: matches!(a.gate, GateGroupsArg::All | GateGroupsArg::Heads),
                 gate_mlp: matches!(a.gate, GateGroupsArg::All | GateGroupsArg::Mlp),
+                head_group: match a.head_group {
+                    HeadGroupArg::Whole => HeadGroup::Whole,
+                    HeadGroupArg::Output => HeadGroup::Output,
+                },
                 text,
             };
             (dir.clone(), Some(n))

@@ -187,13 +187,16 @@ fn gate_heads_gates_only_the_heads_and_prune_keeps_the_mlp() {
     std::fs::write(&corpus, "Call me Ishmael. The whale swims in the sea.\n".repeat(200)).unwrap();
     let run = dir.path().join("run");
     let mut args = vec!["lm", "train", "--out", run.to_str().unwrap(), "--corpus", corpus.to_str().unwrap()];
-    args.extend_from_slice(&["--gate", "heads", "--quiet"]);
+    // Heads gated on their output path (v and the projection), the form a pruned head keeps
+    // nothing of; the rest of the pipeline is the same.
+    args.extend_from_slice(&["--gate", "heads", "--head-group", "output", "--quiet"]);
     args.extend_from_slice(TINY);
     let (code, _, stderr) = dgating(&args);
     assert_eq!(code, 0, "{stderr}");
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     let gpt = &config["architecture"];
     assert_eq!((gpt["group_heads"].as_bool(), gpt["group_mlp"].as_bool()), (Some(true), Some(false)), "{gpt}");
+    assert_eq!(gpt["head_group"].as_str(), Some("output"), "{gpt}");
     // A relative threshold that removes heads; the MLP has no gates, so its width stays.
     let small = dir.path().join("small");
     let (code, stdout, stderr) = dgating(&[

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 use dgating_nn::lm::{Sampling, generate, score_tokens};
 use dgating_nn::model::gpt_model::forward_with;
-use dgating_nn::model::{Gpt, GptConfig, KvCache};
+use dgating_nn::model::{Gpt, GptConfig, HeadGroup, KvCache};
 use dgating_nn::{Architecture, GateInit, Model, ParamRole};
 
 // tests/reference/gpt_forward.py: logits [2, 5, 7]
@@ -94,6 +94,7 @@ fn reference_config() -> GptConfig {
         mlp: vec![5, 6, 0],
         group_heads: true,
         group_mlp: true,
+        head_group: HeadGroup::Whole,
     }
 }
 
@@ -172,6 +173,15 @@ fn the_kv_cache_gives_the_full_forward_and_generation_is_seeded() {
 
 #[test]
 fn gated_gpt_gradients_match_finite_differences() {
+    gated_gradients_match_finite_differences(HeadGroup::Whole);
+}
+
+#[test]
+fn output_gated_heads_gradients_match_finite_differences() {
+    gated_gradients_match_finite_differences(HeadGroup::Output);
+}
+
+fn gated_gradients_match_finite_differences(head_group: HeadGroup) {
     let c = GptConfig {
         vocab_size: 5,
         block_size: 4,
@@ -181,6 +191,7 @@ fn gated_gpt_gradients_match_finite_differences() {
         mlp: vec![3],
         group_heads: true,
         group_mlp: true,
+        head_group,
     };
     let model = Gpt::gated_from_tensors(c.clone(), &wave_tensors(&c, DType::F64), Some(3), GateInit::Balanced).unwrap();
     let store = model.params().unwrap();
@@ -218,11 +229,31 @@ fn gated_gpt_gradients_match_finite_differences() {
     assert!(checked > 40, "{checked}");
     // Roles: heads and MLP members are omegas, their gate matrices gates, the rest ungated.
     let role = |k: &str| store.get(k).unwrap().role;
-    assert_eq!(role("blocks.0.attn.q.weight"), ParamRole::Omega);
+    // An output group leaves q and k outside the gates (and the penalty).
+    let qk = if head_group == HeadGroup::Whole { ParamRole::Omega } else { ParamRole::Ungated };
+    assert_eq!(role("blocks.0.attn.q.weight"), qk);
+    assert_eq!(role("blocks.0.attn.k.bias"), qk);
+    assert_eq!(role("blocks.0.attn.v.weight"), ParamRole::Omega);
+    assert_eq!(role("blocks.0.attn.v.bias"), ParamRole::Omega);
     assert_eq!(role("blocks.0.attn.proj.weight"), ParamRole::Omega);
     assert_eq!(role("blocks.0.attn.proj.bias"), ParamRole::Ungated);
     assert_eq!(role("blocks.0.mlp.fc.bias"), ParamRole::Omega);
     assert_eq!(role("blocks.0.attn.gates"), ParamRole::Gate);
     assert_eq!(role("blocks.0.mlp.gates"), ParamRole::Gate);
     assert_eq!(role("wte.weight"), ParamRole::Ungated);
+}
+
+#[test]
+fn head_group_reads_old_configs_as_whole_and_round_trips() {
+    let whole = reference_config();
+    let text = serde_json::to_string(&whole).unwrap();
+    // Written as before the field existed, and read back as `Whole`.
+    assert!(!text.contains("head_group"), "{text}");
+    assert_eq!(serde_json::from_str::<GptConfig>(&text).unwrap(), whole);
+    let output = GptConfig { head_group: HeadGroup::Output, ..whole };
+    let text = serde_json::to_string(&output).unwrap();
+    assert!(text.contains(r#""head_group":"output""#), "{text}");
+    assert_eq!(serde_json::from_str::<GptConfig>(&text).unwrap(), output);
+    let bad = text.replace(r#""output""#, r#""queries""#);
+    assert!(serde_json::from_str::<GptConfig>(&bad).is_err());
 }

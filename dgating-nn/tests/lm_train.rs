@@ -6,6 +6,7 @@ use dgating_nn::Model;
 use dgating_nn::lm::run::{NewRun, TextSpec, load_run, train_run};
 use dgating_nn::lm::train::cross_entropy;
 use dgating_nn::lm::{Corpus, LmTrainConfig, TokenizerSpec};
+use dgating_nn::model::HeadGroup;
 
 fn tiny(dir: &std::path::Path) -> (NewRun, LmTrainConfig) {
     let text: String = Corpus::builtin("moby-dick").unwrap().text.chars().take(40_000).collect();
@@ -18,6 +19,7 @@ fn tiny(dir: &std::path::Path) -> (NewRun, LmTrainConfig) {
         block_size: 32,
         gate_heads: true,
         gate_mlp: true,
+        head_group: HeadGroup::Whole,
         text: TextSpec { corpus: Some(path.display().to_string()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let cfg = LmTrainConfig {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 use dgating_core::ReadOut;
 use dgating_nn::lm::{Sampling, generate};
-use dgating_nn::model::{Gpt, GptConfig};
+use dgating_nn::model::{Gpt, GptConfig, HeadGroup};
 use dgating_nn::{Architecture, GateInit, Model};
 use dgating_prune::{PrunePlan, compact, export, import};
 
@@ -23,7 +23,18 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn compacted_gpt_equals_the_masked_gated_gpt() {
-    let config = GptConfig::nano(11, 8, 2, 4, 16).unwrap();
+    compacted_equals_masked_gated(HeadGroup::Whole);
+}
+
+/// Heads gated on their output only: a removed head's q and k rows are not zero (they carry no
+/// gate), yet the head writes nothing, so cutting them changes nothing either.
+#[test]
+fn compacted_gpt_with_output_gated_heads_equals_the_masked_gated_gpt() {
+    compacted_equals_masked_gated(HeadGroup::Output);
+}
+
+fn compacted_equals_masked_gated(head_group: HeadGroup) {
+    let config = GptConfig { head_group, ..GptConfig::nano(11, 8, 2, 4, 16).unwrap() };
     let model = Gpt::new(config, Some(3), GateInit::Balanced, 5, DType::F32, &Device::Cpu).unwrap();
     let masks = BTreeMap::from([
         ("blocks.0.heads".to_string(), vec![true, false, true, false]),
@@ -42,7 +53,12 @@ fn compacted_gpt_equals_the_masked_gated_gpt() {
     assert_eq!(plan.keep_masks(), PrunePlan::from_masks(&model, masks.clone()).unwrap().keep_masks());
     let small = compact(&model, &plan).unwrap();
     let Architecture::Gpt(c) = small.architecture() else { panic!("not a GPT") };
-    assert_eq!((c.heads.clone(), c.mlp.clone(), c.head_size), (vec![2, 0], vec![42, 64], 4));
+    assert_eq!((c.heads.clone(), c.mlp.clone(), c.head_size, c.head_group), (vec![2, 0], vec![42, 64], 4, head_group));
+    if head_group == HeadGroup::Output {
+        // The removed heads' queries are still there in the gated model: only the output path is zero.
+        let q = values(&model.effective().unwrap()["blocks.0.attn.q.weight"]);
+        assert!(q[4 * 16..8 * 16].iter().any(|&v| v != 0.0), "head 1's q rows should be untouched");
+    }
 
     let ids = Tensor::from_vec((0..16u32).map(|i| i * 7 % 11).collect::<Vec<_>>(), (2, 8), &Device::Cpu).unwrap();
     let gated = values(&model.forward(&ids).unwrap());

@@ -13,7 +13,7 @@ use dgating_core::ReadOut;
 use dgating_nn::lm::run::{NewRun, TextSpec, Tokens, load_run, run_tokens, train_run};
 use dgating_nn::lm::train::val_loss;
 use dgating_nn::lm::{LmTrainConfig, TokenizerSpec, train_lm};
-use dgating_nn::model::{Architecture, Gpt};
+use dgating_nn::model::{Architecture, Gpt, HeadGroup};
 use dgating_prune::{Compacted, Cost, PrunePlan, compact, prune_lm_run_on, set_norms};
 
 use crate::error::{Error, Result};
@@ -59,6 +59,7 @@ pub fn run_lm_point(spec: &SweepSpec, task: &TaskSpec, lm: &LmTaskSpec, p: &Poin
         block_size: lm.block_size,
         gate_heads: true,
         gate_mlp: lm.groups == LmGroups::All,
+        head_group: HeadGroup::Whole,
         text: TextSpec { corpus: Some(task.data.clone()), tokenizer: TokenizerSpec::Char, val_fraction: 0.1 },
     };
     let t0 = Instant::now();

@@ -14,7 +14,7 @@ use crate::layers::GateInit;
 use crate::lm::corpus::Corpus;
 use crate::lm::tokenizer::{LmTokenizer, TokenizerSpec};
 use crate::lm::train::{LmMetrics, LmTrainConfig, train_lm};
-use crate::model::{Architecture, Gpt, GptConfig, Model};
+use crate::model::{Architecture, Gpt, GptConfig, HeadGroup, Model};
 use crate::train::checkpoint::{CHECKPOINT_FORMAT, FORMAT_KEY, atomic_write, load_tensors, save_tensors};
 
 /// `kind` of a language-model run's `config.json`.
@@ -175,6 +175,9 @@ pub struct NewRun {
     pub gate_heads: bool,
     /// Each block's MLP neurons are gated groups (with `gate_heads` false: only the MLP).
     pub gate_mlp: bool,
+    /// Which of a head's weights its group covers.
+    #[serde(default)]
+    pub head_group: HeadGroup,
     /// The text.
     pub text: TextSpec,
 }
@@ -206,7 +209,7 @@ pub fn train_run(
             let corpus = Corpus::load(n.text.corpus.as_deref().unwrap_or(crate::lm::MOBY_DICK))?;
             let tokenizer = LmTokenizer::build(&n.text.tokenizer, &corpus.text)?;
             let mut gpt = GptConfig::nano(tokenizer.vocab_size(), n.block_size, n.n_layer, n.n_head, n.n_embd)?;
-            (gpt.group_heads, gpt.group_mlp) = (n.gate_heads, n.gate_mlp);
+            (gpt.group_heads, gpt.group_mlp, gpt.head_group) = (n.gate_heads, n.gate_mlp, n.head_group);
             let model = Gpt::new(gpt.clone(), cfg.depth, cfg.gate_init, cfg.seed, DType::F32, device)?;
             let tokens = tokenize(&tokenizer, &corpus, n.text.val_fraction)?;
             let config = LmRunConfig {

@@ -59,6 +59,33 @@ pub struct GptConfig {
     pub group_heads: bool,
     /// Each block's MLP neurons are groups.
     pub group_mlp: bool,
+    /// Which of a head's weights its group (and so its gates and penalty) covers; a removed
+    /// head loses all of them either way. Configs written before this field read as
+    /// [`HeadGroup::Whole`], which is also left out when written, so that such configs (and
+    /// exports) are what they were.
+    #[serde(default, skip_serializing_if = "HeadGroup::is_whole")]
+    pub head_group: HeadGroup,
+}
+
+/// The weights of an attention head that form its group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadGroup {
+    /// q, k and v rows (weights and biases) and the output projection's columns. A gate then
+    /// scales the head's attention logits by the square of its product as well as its output.
+    #[default]
+    Whole,
+    /// v rows (weight and bias) and the output projection's columns: the gate scales what the
+    /// head writes, not how it attends (the head gate of Michel et al., 2019, "Are Sixteen
+    /// Heads Really Better than One?"). q and k rows are removed with the head, unpenalized;
+    /// a head whose group is zero writes exactly nothing, whatever its attention.
+    Output,
+}
+
+impl HeadGroup {
+    fn is_whole(&self) -> bool {
+        *self == HeadGroup::Whole
+    }
 }
 
 impl GptConfig {
@@ -77,6 +104,7 @@ impl GptConfig {
             mlp: vec![4 * n_embd; n_layer],
             group_heads: true,
             group_mlp: true,
+            head_group: HeadGroup::default(),
         };
         c.check()?;
         Ok(c)
@@ -149,9 +177,10 @@ impl GptConfig {
             }
             let mut heads = vec![];
             for qkv in ["attn.q", "attn.k", "attn.v"] {
+                let group = self.group_heads && (qkv == "attn.v" || self.head_group == HeadGroup::Whole);
                 embd.push(Slice::new(key(&b(qkv), "weight"), [hw, c], 1, false));
-                heads.push(Slice::new(key(&b(qkv), "weight"), [hw, c], 0, self.group_heads).with_block(self.head_size));
-                heads.push(Slice::new(key(&b(qkv), "bias"), [hw], 0, self.group_heads).with_block(self.head_size));
+                heads.push(Slice::new(key(&b(qkv), "weight"), [hw, c], 0, group).with_block(self.head_size));
+                heads.push(Slice::new(key(&b(qkv), "bias"), [hw], 0, group).with_block(self.head_size));
             }
             embd.push(Slice::new(key(&b("attn.proj"), "weight"), [c, hw], 0, false));
             embd.push(Slice::new(key(&b("attn.proj"), "bias"), [c], 0, false));

@@ -28,7 +28,7 @@ use crate::params::{ParamRole, ParamStore};
 
 pub use arch::{Architecture, INPUTS, Network, OUTPUTS, PRESETS};
 pub use convnet::{ConvLayer, ConvNet, ConvNetConfig};
-pub use gpt::GptConfig;
+pub use gpt::{GptConfig, HeadGroup};
 pub use gpt_model::{Gpt, KvCache};
 pub use image::ImageShape;
 pub use mlp::{Mlp, MlpConfig};
