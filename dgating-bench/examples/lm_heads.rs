@@ -39,6 +39,14 @@
 //! structure without any pruning). `--magnitude-kept 5,5,5,4` also cuts the dense model (at
 //! `--cut-at`) to that many heads per block, its largest; `--dgating-kept 5,5,5,4` cuts the
 //! gated models the same way by their gated head norms instead of the read-out.
+//!
+//! `--head-group output` gates the gated models' heads on their output path only (v rows and
+//! output-projection columns; [`HeadGroup::Output`]) instead of all their weights.
+//! `--read-out-global R` removes every head below `R` times the largest head of the whole model
+//! (the default read-out is relative to each block's largest, so it cannot see a block whose
+//! heads all shrank together). `--gate-from K0` trains the model dense for its first `K0`
+//! steps (the dense reference's own first steps) and gates it from there, without changing its
+//! function, until `--cut-at`: D-Gating as a pruning stage of a model already partly trained.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -83,13 +91,14 @@ struct Args {
     scratch_heads: Vec<usize>,
     head_group: HeadGroup,
     global_rel: Option<f64>,
+    gate_from: usize,
 }
 
 const USAGE: &str = "usage: lm_heads [--steps N] [--ft-steps N] [--lambdas a,b] [--depths 3,4] [--magnitude-k 13] \
                      [--n-layer 4] [--n-head 8] [--n-embd 256] [--block 128] [--batch 16] [--lr 1e-3] [--ft-lr 3e-4] \
                      [--warmup 50] [--eval-windows 200] [--eval-every N] [--seed 0] [--gate-optim recipe|adam] \
                      [--skip-dense 0|1] [--gate-mlp 1|0] [--gate-init balanced|ones] [--gate-decay-from 1.0] \
-                     [--cut-at K] [--scratch-heads 4,5,5,5] [--head-group whole|output] [--read-out-global R] [--magnitude-kept 5,5,5,4] [--dgating-kept 5,5,5,4]";
+                     [--cut-at K] [--scratch-heads 4,5,5,5] [--head-group whole|output] [--read-out-global R] [--gate-from K0] [--magnitude-kept 5,5,5,4] [--dgating-kept 5,5,5,4]";
 
 fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
 where
@@ -128,6 +137,7 @@ fn parse_args() -> Result<Args, String> {
         scratch_heads: vec![],
         head_group: HeadGroup::Whole,
         global_rel: None,
+        gate_from: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -163,6 +173,7 @@ fn parse_args() -> Result<Args, String> {
             "--cut-at" => a.cut_at = n()?,
             "--scratch-heads" => a.scratch_heads = list(&v)?,
             "--read-out-global" => a.global_rel = Some(f()?),
+            "--gate-from" => a.gate_from = n()?,
             "--head-group" => {
                 a.head_group = match v.as_str() {
                     "whole" => HeadGroup::Whole,
@@ -189,6 +200,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.steps == 0 || a.batch == 0 || a.eval_windows == 0 {
         return Err("--steps, --batch and --eval-windows must be >= 1".into());
+    }
+    if a.gate_from > 0 && a.gate_from >= a.cut_at {
+        return Err(format!("--gate-from {} must be below --cut-at {}", a.gate_from, a.cut_at));
     }
     if a.cut_at >= a.steps {
         return Err(format!("--cut-at {} must be below --steps {}", a.cut_at, a.steps));
@@ -381,7 +395,7 @@ fn main() -> Res<()> {
         "tokens_seen": a.steps * a.batch * a.block, "ft_tokens": a.ft_steps * a.batch * a.block,
         "eval_windows": a.eval_windows, "val_tokens_scored": a.eval_windows * a.block, "seed": a.seed,
         "vocab": ctx.config.vocab_size, "threads": threads, "gate_mlp": a.gate_mlp,
-        "gate_init": format!("{:?}", a.gate_init), "head_group": a.head_group, "read_out_global": a.global_rel, "gate_lr": a.gate_lr, "gate_decay_from": a.gate_decay_from,
+        "gate_init": format!("{:?}", a.gate_init), "head_group": a.head_group, "read_out_global": a.global_rel, "gate_from": a.gate_from, "gate_lr": a.gate_lr, "gate_decay_from": a.gate_decay_from,
     }));
     let total_heads = a.n_layer * a.n_head;
 
@@ -410,9 +424,24 @@ fn main() -> Res<()> {
         for &lambda in &a.lambdas {
             let what = format!("D={depth} lambda={lambda}");
             let config = GptConfig { head_group: a.head_group, ..ctx.config.clone() };
-            let m = Gpt::new(config, Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
             let t = Instant::now();
-            let history = ctx.train(&m, &ctx.until_cut(ctx.train_cfg(Some(depth), lambda)), &what)?;
+            let gated_cfg = ctx.until_cut(ctx.train_cfg(Some(depth), lambda));
+            let (m, history) = if a.gate_from == 0 {
+                let m = Gpt::new(config, Some(depth), a.gate_init, a.seed, DType::F32, &Device::Cpu)?;
+                let h = ctx.train(&m, &gated_cfg, &what)?;
+                (m, h)
+            } else {
+                // Dense for the first K0 steps (the dense reference's own first K0 steps), then
+                // gated from there without changing the function, to the cut.
+                let dense = Gpt::new(ctx.config.clone(), None, GateInit::Balanced, a.seed, DType::F32, &Device::Cpu)?;
+                let first =
+                    LmTrainConfig { steps: a.gate_from, schedule_steps: Some(a.steps), ..ctx.train_cfg(None, 0.0) };
+                ctx.train(&dense, &first, &format!("{what}: dense until step {}", a.gate_from))?;
+                let m = Gpt::gated_from_tensors(config, &dense.effective()?, Some(depth), a.gate_init)?;
+                let rest = LmTrainConfig { steps: a.cut_at - a.gate_from, schedule_offset: a.gate_from, ..gated_cfg };
+                let h = ctx.train(&m, &rest, &what)?;
+                (m, h)
+            };
             let secs = t.elapsed().as_secs_f64();
             let val_gated = ctx.val(&m)?;
             let masks: Vec<Vec<bool>> = if a.dgating_kept.is_empty() {

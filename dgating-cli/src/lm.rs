@@ -106,11 +106,11 @@ pub struct LmTrainArgs {
     n_head: usize,
     #[arg(long, default_value_t = 256, conflicts_with = "resume")]
     n_embd: usize,
-    #[arg(long, default_value_t = 128, conflicts_with = "resume")]
+    #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     block_size: usize,
     #[arg(long, default_value_t = 0.0)]
     dropout: f64,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1500)]
     steps: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -126,11 +126,23 @@ pub struct LmTrainArgs {
     #[arg(long)]
     dense: bool,
     /// Penalty strength lambda (weight decay 2*lambda/D on the gate factors).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.03)]
     lambda: f64,
     /// Which groups of a new run are gated (and penalized); a resumed run keeps its own.
-    #[arg(long, value_enum, default_value_t = GateGroupsArg::All, conflicts_with = "resume")]
+    #[arg(long, value_enum, default_value_t = GateGroupsArg::Heads, conflicts_with = "resume")]
     gate: GateGroupsArg,
+    /// Share of the steps trained dense (gates fixed, no penalty) before the gates start to
+    /// move: gating a partly trained model is what removes heads cheaply.
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    gate_from: f64,
+    /// Share of the steps after which the groups below --cut-threshold are zeroed for good, the
+    /// gates fixed and the penalty stopped; the rest trains the smaller model (1: no cut).
+    #[arg(long, default_value_t = 7.0 / 15.0)]
+    cut_at: f64,
+    /// The cut removes groups at most this share of the largest group of their kind (heads
+    /// or MLP neurons) over all blocks.
+    #[arg(long, default_value_t = 0.03)]
+    cut_threshold: f64,
     /// Which of a head's weights its gates cover in a new run.
     #[arg(long, value_enum, default_value_t = HeadGroupArg::Whole, conflicts_with = "resume")]
     head_group: HeadGroupArg,
@@ -145,7 +157,7 @@ pub struct LmTrainArgs {
     /// the end).
     #[arg(long, default_value_t = 1.0)]
     gate_decay_from: f64,
-    #[arg(long, value_enum, default_value_t = GateInitArg::Balanced)]
+    #[arg(long, value_enum, default_value_t = GateInitArg::Ones)]
     gate_init: GateInitArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -292,6 +304,14 @@ fn active(m: &LmMetrics) -> String {
     m.active(1e-3).iter().map(|(d, n)| format!("{}:{n}", d.trim_start_matches("blocks."))).collect::<Vec<_>>().join(" ")
 }
 
+/// The step at `share` of `steps` (a share in [0, 1]).
+fn share_of(share: f64, steps: usize, flag: &str) -> Result<usize, String> {
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("{flag} is a share of the steps in [0, 1], got {share}"));
+    }
+    Ok((share * steps as f64).round() as usize)
+}
+
 fn train(a: &LmTrainArgs) -> Res {
     let cfg = LmTrainConfig {
         steps: a.steps,
@@ -317,6 +337,10 @@ fn train(a: &LmTrainArgs) -> Res {
         eval_windows: a.eval_windows,
         schedule_offset: 0,
         schedule_steps: None,
+        // A dense run has no gates to start, and no Adam restart there.
+        gate_from: if a.dense { 0 } else { share_of(a.gate_from, a.steps, "--gate-from")? },
+        cut_at: if a.cut_at >= 1.0 || a.dense { None } else { Some(share_of(a.cut_at, a.steps, "--cut-at")?) },
+        cut_threshold: a.cut_threshold,
     };
     let (dir, new) = match (&a.out, &a.resume) {
         (_, Some(dir)) => (dir.clone(), None),

@@ -48,7 +48,8 @@ fn train_prune_generate_score_on_a_tiny_gpt() {
     std::fs::write(&corpus, text).unwrap();
     let run = dir.path().join("run");
     let (run_s, corpus_s) = (run.to_str().unwrap(), corpus.to_str().unwrap());
-    let mut args = vec!["lm", "train", "--out", run_s, "--corpus", corpus_s, "--json"];
+    // Heads and MLP neurons gated (the default gates only heads).
+    let mut args = vec!["lm", "train", "--out", run_s, "--corpus", corpus_s, "--json", "--gate", "all"];
     args.extend_from_slice(TINY);
     let (code, stdout, stderr) = dgating(&args);
     assert_eq!(code, 0, "{stderr}");
@@ -197,6 +198,10 @@ fn gate_heads_gates_only_the_heads_and_prune_keeps_the_mlp() {
     let gpt = &config["architecture"];
     assert_eq!((gpt["group_heads"].as_bool(), gpt["group_mlp"].as_bool()), (Some(true), Some(false)), "{gpt}");
     assert_eq!(gpt["head_group"].as_str(), Some("output"), "{gpt}");
+    // The default recipe: dense for the first third of the 30 steps, gated to 7/15, then cut.
+    let train = &config["train"];
+    assert_eq!((train["gate_from"].as_u64(), train["cut_at"].as_u64()), (Some(10), Some(14)), "{train}");
+    assert_eq!((train["lambda"].as_f64(), train["gate_init"].as_str()), (Some(0.03), Some("ones")), "{train}");
     // A relative threshold that removes heads; the MLP has no gates, so its width stays.
     let small = dir.path().join("small");
     let (code, stdout, stderr) = dgating(&[

@@ -220,3 +220,137 @@ fn a_continued_schedule_picks_up_rates_batches_and_step_numbers() {
     assert_eq!(h.iter().map(|e| e.step).collect::<Vec<_>>(), vec![8, 10]);
     assert_eq!(h[1].tokens_seen, 10 * 2 * 16);
 }
+
+/// The dense phase before `gate_from`: with gates initialized to 1 the gated model trains
+/// exactly as the dense one (same effective weights), the gates do not move, and nothing is
+/// penalized; from `gate_from` on the gates move.
+#[test]
+fn before_gate_from_a_gated_model_trains_as_the_dense_one() {
+    use dgating_nn::lm::train_lm;
+    use dgating_nn::model::{Gpt, GptConfig};
+    use dgating_nn::{GateInit, ParamRole};
+    let tokens: Vec<u32> = (0..6000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    let (train, val) = tokens.split_at(5000);
+    let config = GptConfig::nano(11, 16, 1, 2, 16).unwrap();
+    let cfg = LmTrainConfig {
+        steps: 6,
+        batch_size: 4,
+        lr: 3e-3,
+        warmup: 2,
+        eval_every: 6,
+        eval_windows: 2,
+        lambda: 0.5,
+        gate_from: 6,
+        ..LmTrainConfig::default()
+    };
+    let dense = Gpt::new(config.clone(), None, GateInit::Ones, 3, DType::F32, &Device::Cpu).unwrap();
+    let gated = Gpt::new(config, Some(3), GateInit::Ones, 3, DType::F32, &Device::Cpu).unwrap();
+    train_lm(&dense, &LmTrainConfig { depth: None, gate_from: 0, ..cfg.clone() }, train, val, |_| Ok(true)).unwrap();
+    train_lm(&gated, &cfg, train, val, |_| Ok(true)).unwrap();
+    let (d, g) = (dense.effective().unwrap(), gated.effective().unwrap());
+    for (k, t) in &d {
+        let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = g[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{k}: {diff}");
+    }
+    let gates = |m: &Gpt| -> Vec<f32> {
+        let store = m.params().unwrap();
+        store
+            .iter()
+            .filter(|p| p.role == ParamRole::Gate)
+            .flat_map(|p| p.var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
+    };
+    assert!(gates(&gated).iter().all(|&v| v == 1.0));
+    // Two more steps past gate_from: now the gates train.
+    let more = LmTrainConfig { steps: 2, schedule_offset: 6, schedule_steps: Some(8), ..cfg };
+    train_lm(&gated, &more, train, val, |_| Ok(true)).unwrap();
+    assert!(gates(&gated).iter().any(|&v| v != 1.0));
+}
+
+/// The cut at `cut_at`: groups at most `cut_threshold` of their kind's largest are zero from
+/// then on, the kept ones' gates are 1 (folded into the weights) and stay so, the function
+/// is unchanged by the fold, and the kept weights keep training.
+#[test]
+fn the_cut_zeroes_small_groups_for_good_and_freezes_the_gates() {
+    use dgating_nn::lm::train::{cut_groups, group_norms};
+    use dgating_nn::lm::train_lm;
+    use dgating_nn::model::{Gpt, GptConfig};
+    use dgating_nn::{GateInit, ParamRole};
+    let tokens: Vec<u32> = (0..6000u32).map(|i| (i * 7 + i / 13) % 11).collect();
+    let (train, val) = tokens.split_at(5000);
+    let config = GptConfig::nano(11, 16, 2, 4, 16).unwrap();
+    let cfg = LmTrainConfig {
+        steps: 10,
+        batch_size: 4,
+        lr: 3e-3,
+        warmup: 2,
+        eval_every: 10,
+        eval_windows: 2,
+        gate_from: 2,
+        cut_at: Some(6),
+        cut_threshold: 0.8,
+        ..LmTrainConfig::default()
+    };
+    cfg.check().unwrap();
+    assert!(LmTrainConfig { cut_at: Some(1), ..cfg.clone() }.check().is_err(), "a cut before gate_from");
+    assert!(LmTrainConfig { cut_threshold: 1.0, ..cfg.clone() }.check().is_err());
+    // The fold alone keeps the function.
+    let m = Gpt::new(config.clone(), Some(3), GateInit::Balanced, 4, DType::F32, &Device::Cpu).unwrap();
+    let x =
+        candle_core::Tensor::from_vec((0..16u32).map(|i| i % 11).collect::<Vec<_>>(), (1, 16), &Device::Cpu).unwrap();
+    let before = m.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let kept = cut_groups(&m, 0.0).unwrap();
+    assert!(kept.iter().all(|(_, k)| k.iter().all(|&b| b)));
+    let after = m.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = before.iter().zip(&after).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-4, "{diff}");
+
+    let m = Gpt::new(config, Some(3), GateInit::Balanced, 4, DType::F32, &Device::Cpu).unwrap();
+    let store = m.params().unwrap();
+    let head = LmTrainConfig { steps: 6, schedule_steps: Some(10), ..cfg.clone() };
+    train_lm(&m, &head, train, val, |_| Ok(true)).unwrap();
+    let norms_at_cut = group_norms(&m).unwrap();
+    train_lm(&m, &LmTrainConfig { steps: 4, schedule_offset: 6, ..cfg.clone() }, train, val, |_| Ok(true)).unwrap();
+    let norms = group_norms(&m).unwrap();
+    let mut removed = 0;
+    for ((dim, at_cut), (_, now)) in norms_at_cut.iter().zip(&norms) {
+        let kind = dim.rsplit('.').next().unwrap();
+        let largest = norms_at_cut
+            .iter()
+            .filter(|(d, _)| d.ends_with(kind))
+            .flat_map(|(_, n)| n.iter().copied())
+            .fold(0.0, f64::max);
+        for (a, b) in at_cut.iter().zip(now) {
+            if *a <= 0.8 * largest {
+                assert_eq!(*b, 0.0, "{dim}: a cut group came back");
+                removed += 1;
+            } else {
+                assert!(*b > 0.0, "{dim}");
+            }
+        }
+    }
+    assert!(removed > 0, "the threshold 0.8 removes some groups: {norms_at_cut:?}");
+    for p in store.iter().filter(|p| p.role == ParamRole::Gate) {
+        let v = p.var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|&g| g == 0.0 || g == 1.0), "{}: gates after the cut {v:?}", p.name);
+    }
+    // One call through all three phases ends the same way: gates 1 or 0, some groups zero.
+    let one =
+        Gpt::new(GptConfig::nano(11, 16, 2, 4, 16).unwrap(), Some(3), GateInit::Balanced, 4, DType::F32, &Device::Cpu)
+            .unwrap();
+    train_lm(&one, &cfg, train, val, |_| Ok(true)).unwrap();
+    let zero = group_norms(&one).unwrap().iter().flat_map(|(_, n)| n.clone()).filter(|&v| v == 0.0).count();
+    assert!(zero > 0);
+    for p in one.params().unwrap().iter().filter(|p| p.role == ParamRole::Gate) {
+        assert!(
+            p.var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|&g| g == 0.0 || g == 1.0)
+        );
+    }
+    // The cut run's rates restart their warm-up at gate_from and at cut_at.
+    let full = LmTrainConfig { warmup: 2, ..cfg };
+    assert!((full.lr_at_call_step(2) - full.lr_at(2, 10) / 2.0).abs() < 1e-15);
+    assert!((full.lr_at_call_step(6) - full.lr_at(6, 10) / 2.0).abs() < 1e-15);
+    assert_eq!(full.lr_at_call_step(7), full.lr_at(7, 10));
+}

@@ -18,6 +18,7 @@
 //!
 //! `GateOptim::Adam` puts everything, gates included, in AdamW (the comparison).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor};
@@ -91,6 +92,38 @@ pub struct LmTrainConfig {
     /// cut at step K of N runs `steps = K` with `schedule_steps = Some(N)`.
     #[serde(default)]
     pub schedule_steps: Option<usize>,
+    /// Schedule step at which the gates start to move (`0`: from the start). Before it the
+    /// gates stay as initialized and nothing is penalized: with gates initialized to 1 the
+    /// model trains exactly as the dense one. Gating a partly trained model for a short window
+    /// is what met the head-pruning target (docs/EXPERIMENTS.md, "Gating a partly trained
+    /// model"); gating from the first step costs about 2.4% of validation loss on its own.
+    #[serde(default)]
+    pub gate_from: usize,
+    /// Schedule step at which training cuts (`None`: never): every group whose norm is at most
+    /// `cut_threshold` times the largest group of its kind (`heads` or `mlp`, over all blocks)
+    /// is zeroed for good, the kept groups' gates are folded into their weights, the gates stop
+    /// moving and the penalty stops. The rest trains as the smaller dense model would (whose
+    /// exact zeros `dgating lm prune` cuts out).
+    #[serde(default)]
+    pub cut_at: Option<usize>,
+    /// Relative threshold of the cut (see `cut_at`).
+    #[serde(default = "default_cut_threshold")]
+    pub cut_threshold: f64,
+}
+
+fn default_cut_threshold() -> f64 {
+    dgating_core::ReadOut::DEFAULT_RELATIVE
+}
+
+/// What a training step does with the gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before `gate_from`: gates fixed, no penalty.
+    Frozen,
+    /// Gates trained, penalty on.
+    Gated,
+    /// After `cut_at`: removed groups zero, gates fixed at 1 / 0, no penalty.
+    Cut,
 }
 
 impl Default for LmTrainConfig {
@@ -113,6 +146,9 @@ impl Default for LmTrainConfig {
             eval_windows: 64,
             schedule_offset: 0,
             schedule_steps: None,
+            gate_from: 0,
+            cut_at: None,
+            cut_threshold: default_cut_threshold(),
         }
     }
 }
@@ -155,7 +191,43 @@ impl LmTrainConfig {
                 self.steps
             ));
         }
+        if self.cut_at.is_some_and(|c| c < self.gate_from) || self.gate_from > self.schedule_len() {
+            return bad(format!(
+                "gate_from ({}) must be at most cut_at ({:?}) and the schedule's length ({})",
+                self.gate_from,
+                self.cut_at,
+                self.schedule_len()
+            ));
+        }
+        if self.depth.is_none() && (self.cut_at.is_some() || self.gate_from > 0) {
+            return bad("gate_from and cut_at need gates (depth); a dense run has none".into());
+        }
+        if !(0.0..1.0).contains(&self.cut_threshold) {
+            return bad(format!("cut_threshold must be in [0, 1), got {}", self.cut_threshold));
+        }
         Ok(())
+    }
+
+    fn phase(&self, schedule_step: usize) -> Phase {
+        if self.cut_at.is_some_and(|c| schedule_step >= c) {
+            Phase::Cut
+        } else if schedule_step >= self.gate_from {
+            Phase::Gated
+        } else {
+            Phase::Frozen
+        }
+    }
+
+    /// Where the Adam moments in use at `schedule_step` started: the call's start, `gate_from`
+    /// or `cut_at` (each starts them afresh).
+    fn restart(&self, schedule_step: usize) -> usize {
+        let marks = [Some(self.gate_from), self.cut_at];
+        marks
+            .into_iter()
+            .flatten()
+            .filter(|&m| m > self.schedule_offset && m <= schedule_step)
+            .max()
+            .unwrap_or(self.schedule_offset)
     }
 
     /// Length of the rate schedules.
@@ -165,10 +237,13 @@ impl LmTrainConfig {
 
     /// The Adam rate at this call's 0-based `step`: the schedule's rate at
     /// `schedule_offset + step`, warmed up again over `warmup` steps when continuing.
+    /// Adam's moments also start afresh at `gate_from` and `cut_at`, and warm up the same way.
     pub fn lr_at_call_step(&self, step: usize) -> f64 {
-        let lr = self.lr_at(self.schedule_offset + step, self.schedule_len());
-        if self.schedule_offset > 0 && step < self.warmup {
-            return lr * (step + 1) as f64 / self.warmup as f64;
+        let s = self.schedule_offset + step;
+        let lr = self.lr_at(s, self.schedule_len());
+        let restart = self.restart(s);
+        if restart > 0 && s - restart < self.warmup {
+            return lr * (s - restart + 1) as f64 / self.warmup as f64;
         }
         lr
     }
@@ -322,6 +397,57 @@ pub fn relative_norms<M: Model + ?Sized>(model: &M) -> Result<Vec<(String, Vec<f
         .collect())
 }
 
+/// The optimizers of a phase, with fresh moments: Adam for the weights (and `ω`), SGD for the
+/// gates while they train; the penalty only while they train.
+fn optimizers(cfg: &LmTrainConfig, store: &ParamStore, phase: Phase) -> Result<(Optimizer, Option<Optimizer>)> {
+    let adam = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.95, eps: 1e-8 };
+    let not_gates = || sub_store(store, |r| r != ParamRole::Gate);
+    if phase != Phase::Gated {
+        return Ok((Optimizer::new(adam, &not_gates()?, 0.0, 0.0)?, None));
+    }
+    let wd = cfg.factor_decay();
+    Ok(match cfg.gate_optim {
+        GateOptim::Recipe => (
+            Optimizer::new(adam, &not_gates()?, wd, 0.0)?,
+            Some(Optimizer::new(
+                OptimizerKind::Sgd { momentum: cfg.gate_momentum },
+                &sub_store(store, |r| r == ParamRole::Gate)?,
+                wd,
+                0.0,
+            )?),
+        ),
+        GateOptim::Adam => (Optimizer::new(adam, store, wd, 0.0)?, None),
+    })
+}
+
+/// The cut of [`LmTrainConfig::cut_at`]: zeroes every group at most `threshold` times the
+/// largest group of its kind (the part of the set's name after its last `.`, over all
+/// blocks), folds the gates of the kept ones into their weights and sets their gates to 1.
+/// Returns the groups kept per gate set.
+pub fn cut_groups<M: Model + ?Sized>(model: &M, threshold: f64) -> Result<Vec<(String, Vec<bool>)>> {
+    let store = model.params()?;
+    let sets = model.gate_sets();
+    let norms = sets.iter().map(|s| s.group_norms(&store)).collect::<Result<Vec<_>>>()?;
+    let kind = |dim: &str| dim.rsplit('.').next().unwrap_or(dim).to_string();
+    let mut largest: BTreeMap<String, f64> = BTreeMap::new();
+    for (set, n) in sets.iter().zip(&norms) {
+        let m = largest.entry(kind(set.dim())).or_insert(0.0);
+        *m = n.iter().copied().fold(*m, f64::max);
+    }
+    let mut kept = vec![];
+    for (set, n) in sets.iter().zip(&norms) {
+        let cutoff = threshold * largest[&kind(set.dim())];
+        let keep: Vec<bool> = n.iter().map(|&v| v > cutoff || v.is_nan()).collect();
+        if let Some(g) = set.gates_var() {
+            set.set_omega(&store, set.effective_buffers(&store)?)?;
+            g.set(&g.as_tensor().ones_like()?)?;
+        }
+        set.drop_groups(&store, &keep)?;
+        kept.push((set.dim().to_string(), keep));
+    }
+    Ok(kept)
+}
+
 fn sub_store(store: &ParamStore, keep: impl Fn(ParamRole) -> bool) -> Result<ParamStore> {
     let mut out = ParamStore::new();
     for p in store.iter().filter(|p| keep(p.role)) {
@@ -344,25 +470,24 @@ pub fn train_lm(
     let block = model.config().block_size;
     let device = model.device().clone();
     let store = model.params()?;
-    let wd = cfg.factor_decay();
-    let adam = OptimizerKind::AdamW { beta1: 0.9, beta2: 0.95, eps: 1e-8 };
-    let (mut main, mut gates) = match cfg.gate_optim {
-        GateOptim::Recipe => (
-            Optimizer::new(adam, &sub_store(&store, |r| r != ParamRole::Gate)?, wd, 0.0)?,
-            Some(Optimizer::new(
-                OptimizerKind::Sgd { momentum: cfg.gate_momentum },
-                &sub_store(&store, |r| r == ParamRole::Gate)?,
-                wd,
-                0.0,
-            )?),
-        ),
-        GateOptim::Adam => (Optimizer::new(adam, &store, wd, 0.0)?, None),
-    };
+    let mut phase = cfg.phase(cfg.schedule_offset);
+    if phase == Phase::Cut {
+        cut_groups(model, cfg.cut_threshold)?;
+    }
+    let (mut main, mut gates) = optimizers(cfg, &store, phase)?;
     let mut rng = batch_rng(cfg, train, block);
     let start = Instant::now();
     let mut history = vec![];
     let (mut loss_sum, mut loss_n) = (0.0, 0usize);
     for step in 0..cfg.steps {
+        let now = cfg.phase(cfg.schedule_offset + step);
+        if phase != now {
+            if now == Phase::Cut {
+                cut_groups(model, cfg.cut_threshold)?;
+            }
+            (main, gates) = optimizers(cfg, &store, now)?;
+            phase = now;
+        }
         let (x, y) = sample_batch(train, cfg.batch_size, block, &mut rng, &device)?;
         let loss = cross_entropy(&model.forward_train(&x, cfg.dropout)?, &y)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
