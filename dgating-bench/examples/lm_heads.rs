@@ -52,10 +52,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use dgating_core::{ReadOut, Threshold};
+use dgating_core::ReadOut;
 use dgating_nn::layers::GateInit;
 use dgating_nn::lm::run::tokenize;
-use dgating_nn::lm::train::{group_norms, relative_norms, val_loss};
+use dgating_nn::lm::train::{cut_masks, group_norms, relative_norms, val_loss};
 use dgating_nn::lm::{Corpus, GateOptim, LmMetrics, LmTokenizer, LmTrainConfig, MOBY_DICK, TokenizerSpec, train_lm};
 use dgating_nn::model::{Gpt, GptConfig, HeadGroup};
 use dgating_nn::{Architecture, Model};
@@ -172,7 +172,13 @@ fn parse_args() -> Result<Args, String> {
             "--gate-lr" => a.gate_lr = f()?,
             "--cut-at" => a.cut_at = n()?,
             "--scratch-heads" => a.scratch_heads = list(&v)?,
-            "--read-out-global" => a.global_rel = Some(f()?),
+            "--read-out-global" => {
+                let r = f()?;
+                if !(0.0..1.0).contains(&r) {
+                    return Err(format!("--read-out-global {r}: a share of the largest head in [0, 1)"));
+                }
+                a.global_rel = Some(r);
+            }
             "--gate-from" => a.gate_from = n()?,
             "--head-group" => {
                 a.head_group = match v.as_str() {
@@ -444,32 +450,30 @@ fn main() -> Res<()> {
             };
             let secs = t.elapsed().as_secs_f64();
             let val_gated = ctx.val(&m)?;
-            let masks: Vec<Vec<bool>> = if a.dgating_kept.is_empty() {
-                // The default read-out is relative to each block's largest head and so cannot
-                // see a block whose heads all shrank together; --read-out-global R cuts every
-                // head below R times the largest head of the whole model instead.
-                let read_out = match a.global_rel {
-                    None => ReadOut::default(),
-                    Some(r) => {
-                        let max = group_norms(&m)?
-                            .iter()
-                            .filter(|(d, _)| d.ends_with(".heads"))
-                            .flat_map(|(_, n)| n.iter().copied())
-                            .fold(0.0, f64::max);
-                        ReadOut::new(Threshold::absolute(r * max)?, None)
-                    }
-                };
-                let read = PrunePlan::with_read_out(&m, &read_out)?;
-                m.gate_sets()
-                    .iter()
-                    .map(|s| {
-                        let keep = read.dim(s.dim()).map(|d| d.keep.clone()).unwrap_or_default();
-                        if s.dim().ends_with(".heads") { keep } else { vec![true; keep.len()] }
-                    })
-                    .collect()
-            } else {
+            let masks: Vec<Vec<bool>> = if !a.dgating_kept.is_empty() {
                 // The gated norms as the ranking, under a per-block budget instead of the read-out.
                 per_block_masks(&m, &a.dgating_kept)?
+            } else {
+                // The default read-out is relative to each block's largest head and so cannot
+                // see a block whose heads all shrank together; --read-out-global R cuts every
+                // head at most R times the largest head of the whole model instead (the cut of
+                // `lm train`).
+                let keeps: Vec<Vec<bool>> = match a.global_rel {
+                    None => {
+                        let read = PrunePlan::with_read_out(&m, &ReadOut::default())?;
+                        m.gate_sets()
+                            .iter()
+                            .map(|s| read.dim(s.dim()).map(|d| d.keep.clone()).unwrap_or_default())
+                            .collect()
+                    }
+                    Some(r) => cut_masks(&m, r)?.into_iter().map(|(_, keep)| keep).collect(),
+                };
+                // MLP neurons are kept, so that the methods differ only in heads.
+                m.gate_sets()
+                    .iter()
+                    .zip(keeps)
+                    .map(|(s, keep)| if s.dim().ends_with(".heads") { keep } else { vec![true; keep.len()] })
+                    .collect()
             };
             let removed: usize = masks.iter().map(|k| k.iter().filter(|&&b| !b).count()).sum();
             let rel = relative_norms(&m)?;

@@ -420,32 +420,40 @@ fn optimizers(cfg: &LmTrainConfig, store: &ParamStore, phase: Phase) -> Result<(
     })
 }
 
-/// The cut of [`LmTrainConfig::cut_at`]: zeroes every group at most `threshold` times the
-/// largest group of its kind (the part of the set's name after its last `.`, over all
-/// blocks), folds the gates of the kept ones into their weights and sets their gates to 1.
-/// Returns the groups kept per gate set.
-pub fn cut_groups<M: Model + ?Sized>(model: &M, threshold: f64) -> Result<Vec<(String, Vec<bool>)>> {
-    let store = model.params()?;
-    let sets = model.gate_sets();
-    let norms = sets.iter().map(|s| s.group_norms(&store)).collect::<Result<Vec<_>>>()?;
+/// Keep-masks of the cut of [`LmTrainConfig::cut_at`], one per gate set: a group is kept iff
+/// its norm is above `threshold` times the largest group of its kind (the part of the set's
+/// name after its last `.`: `heads` or `mlp`, over all blocks) or NaN. Changes nothing.
+pub fn cut_masks<M: Model + ?Sized>(model: &M, threshold: f64) -> Result<Vec<(String, Vec<bool>)>> {
+    let norms = group_norms(model)?;
     let kind = |dim: &str| dim.rsplit('.').next().unwrap_or(dim).to_string();
     let mut largest: BTreeMap<String, f64> = BTreeMap::new();
-    for (set, n) in sets.iter().zip(&norms) {
-        let m = largest.entry(kind(set.dim())).or_insert(0.0);
+    for (dim, n) in &norms {
+        let m = largest.entry(kind(dim)).or_insert(0.0);
         *m = n.iter().copied().fold(*m, f64::max);
     }
-    let mut kept = vec![];
-    for (set, n) in sets.iter().zip(&norms) {
-        let cutoff = threshold * largest[&kind(set.dim())];
-        let keep: Vec<bool> = n.iter().map(|&v| v > cutoff || v.is_nan()).collect();
+    Ok(norms
+        .into_iter()
+        .map(|(dim, n)| {
+            let cutoff = threshold * largest[&kind(&dim)];
+            let keep = n.iter().map(|&v| v > cutoff || v.is_nan()).collect();
+            (dim, keep)
+        })
+        .collect())
+}
+
+/// The cut of [`LmTrainConfig::cut_at`]: zeroes the groups [`cut_masks`] removes, folds the
+/// gates of every set into its weights and sets the kept groups' gates to 1. Returns the masks.
+pub fn cut_groups<M: Model + ?Sized>(model: &M, threshold: f64) -> Result<Vec<(String, Vec<bool>)>> {
+    let masks = cut_masks(model, threshold)?;
+    let store = model.params()?;
+    for (set, (_, keep)) in model.gate_sets().iter().zip(&masks) {
         if let Some(g) = set.gates_var() {
             set.set_omega(&store, set.effective_buffers(&store)?)?;
             g.set(&g.as_tensor().ones_like()?)?;
         }
-        set.drop_groups(&store, &keep)?;
-        kept.push((set.dim().to_string(), keep));
+        set.drop_groups(&store, keep)?;
     }
-    Ok(kept)
+    Ok(masks)
 }
 
 fn sub_store(store: &ParamStore, keep: impl Fn(ParamRole) -> bool) -> Result<ParamStore> {
